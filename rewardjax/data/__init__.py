@@ -1,0 +1,83 @@
+"""Preference data: record schemas, readers, layout adapters, tokenizers, grain pipelines and the
+synthetic gold-reward Markov task.
+
+Typical use::
+
+    records, report = data.load_records("prefs.jsonl", layout="hh", on_error="skip")
+    encoded = data.encode_records(records, data.ByteTokenizer(), max_length=512)
+    it = iter(data.batches(encoded, global_batch_size=32, seed=0))
+    batch = next(it)          # dict of numpy arrays, keys data.BATCH_KEYS["pairwise"]
+    state = it.get_state()    # save with the checkpoint; it.set_state(state) resumes
+"""
+
+from rewardjax.data import synthetic
+from rewardjax.data.adapters import ADAPTERS, HELPSTEER2_ATTRIBUTES, adapt
+from rewardjax.data.pipeline import (
+    BATCH_KEYS,
+    EncodedDataset,
+    EncodeStats,
+    batches,
+    collate,
+    encode_records,
+    pack_sft,
+)
+from rewardjax.data.readers import FORMATS, LoadReport, load_records, read_rows
+from rewardjax.data.records import (
+    RECORD_KINDS,
+    FieldError,
+    Message,
+    PairwiseRecord,
+    RankedRecord,
+    RatingRecord,
+    Record,
+    RecordError,
+    SFTRecord,
+    Text,
+    UnpairedRecord,
+    parse_record,
+)
+from rewardjax.data.synthetic import MarkovTask, make_markov_task
+from rewardjax.data.tokenizers import (
+    DEFAULT_CHAT_TEMPLATE,
+    ByteTokenizer,
+    HFTokenizer,
+    Tokenizer,
+    encode_example,
+)
+
+__all__ = [
+    "ADAPTERS",
+    "BATCH_KEYS",
+    "DEFAULT_CHAT_TEMPLATE",
+    "FORMATS",
+    "HELPSTEER2_ATTRIBUTES",
+    "RECORD_KINDS",
+    "ByteTokenizer",
+    "EncodeStats",
+    "EncodedDataset",
+    "FieldError",
+    "HFTokenizer",
+    "LoadReport",
+    "MarkovTask",
+    "Message",
+    "PairwiseRecord",
+    "RankedRecord",
+    "RatingRecord",
+    "Record",
+    "RecordError",
+    "SFTRecord",
+    "Text",
+    "Tokenizer",
+    "UnpairedRecord",
+    "adapt",
+    "batches",
+    "collate",
+    "encode_example",
+    "encode_records",
+    "load_records",
+    "make_markov_task",
+    "pack_sft",
+    "parse_record",
+    "read_rows",
+    "synthetic",
+]
