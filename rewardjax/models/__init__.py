@@ -1,0 +1,72 @@
+"""Models: the transformer backbone, reward heads, reward models and implicit rewards.
+
+Used functionally: `params = model.init(rng, ...)`, `model.apply(params, ...)`.
+"""
+
+from rewardjax.models import presets
+from rewardjax.models.checkpoint import config_from_hf, config_to_hf, load_hf, save_hf
+from rewardjax.models.heads import (
+    HEADS,
+    EnsembleHead,
+    MixtureHead,
+    MultiAttributeHead,
+    OrdinalHead,
+    RewardOutput,
+    ScalarHead,
+    last_token_index,
+    make_head,
+    pool_last,
+)
+from rewardjax.models.implicit import DPOReward, EndogenousReward, token_log_probs
+from rewardjax.models.layers import RopeScaling
+from rewardjax.models.presets import PRESETS, get_preset
+from rewardjax.models.reward_model import (
+    RewardEnsemble,
+    RewardFunction,
+    RewardModel,
+    RewardModelConfig,
+    score_pairs,
+)
+from rewardjax.models.transformer import (
+    CausalLM,
+    KVCache,
+    Transformer,
+    TransformerConfig,
+    init_cache,
+    segment_positions,
+)
+
+__all__ = [
+    "HEADS",
+    "PRESETS",
+    "CausalLM",
+    "DPOReward",
+    "EndogenousReward",
+    "EnsembleHead",
+    "KVCache",
+    "MixtureHead",
+    "MultiAttributeHead",
+    "OrdinalHead",
+    "RewardEnsemble",
+    "RewardFunction",
+    "RewardModel",
+    "RewardModelConfig",
+    "RewardOutput",
+    "RopeScaling",
+    "ScalarHead",
+    "Transformer",
+    "TransformerConfig",
+    "config_from_hf",
+    "config_to_hf",
+    "get_preset",
+    "init_cache",
+    "last_token_index",
+    "load_hf",
+    "make_head",
+    "pool_last",
+    "presets",
+    "save_hf",
+    "score_pairs",
+    "segment_positions",
+    "token_log_probs",
+]

@@ -1,0 +1,109 @@
+"""Implicit rewards read off a language model, behind the same `init`/`apply` as a trained reward
+model.
+
+Token convention: `logits[:, t]` predicts `tokens[:, t + 1]`; `completion_mask[:, t] = 1` marks the
+response tokens whose log-probabilities count (the first token is never a completion token).
+
+Papers:
+  - Direct Preference Optimization: Your Language Model is Secretly a Reward Model (arXiv
+    2305.18290).
+  - Generalist Reward Models: Found Inside Large Language Models (arXiv 2506.23235).
+"""
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from rewardjax.models.heads import RewardOutput
+from rewardjax.models.transformer import CausalLM, TransformerConfig
+
+__all__ = ["DPOReward", "EndogenousReward", "token_log_probs"]
+
+
+def token_log_probs(
+    logits: Float[Array, "B T V"], tokens: Int[Array, "B T"], *, temperature: float = 1.0
+) -> Float[Array, "B T"]:
+    """Per-token log-probabilities of `tokens` under `logits`, float32.
+
+    `out[:, t] = log softmax(logits[:, t-1] / temperature)[tokens[:, t]]`; `out[:, 0] = 0`.
+    """
+    log_probs = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32) / temperature, axis=-1)
+    picked = jnp.take_along_axis(log_probs, tokens[:, 1:, None], axis=-1)[..., 0]
+    return jnp.pad(picked, ((0, 0), (1, 0)))
+
+
+def _require_completion_mask(name: str, completion_mask: Array | None) -> Array:
+    if completion_mask is None:
+        raise ValueError(
+            f"{name}.apply needs completion_mask (1 on response tokens): an implicit reward is a "
+            "sum of log-probabilities over the completion."
+        )
+    return completion_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class DPOReward:
+    """The DPO implicit reward of a policy against a frozen reference.
+
+    r(x, y) = β · Σ_{t ∈ y} [log π(y_t | x, y_<t) - log π_ref(y_t | x, y_<t)]
+
+    Params are `{"policy": ..., "reference": ...}` (two `CausalLM` trees; `init` starts both from
+    the same weights). No gradient flows into the reference. Rafailov et al., arXiv 2305.18290.
+    """
+
+    config: TransformerConfig
+    beta: float = 0.1
+
+    def init(self, rng: jax.Array, tokens, mask, completion_mask=None) -> dict[str, Any]:
+        params = CausalLM(self.config).init(rng, tokens, segment_ids=mask)
+        return {"policy": params, "reference": params}
+
+    def apply(self, params, tokens, mask, completion_mask=None) -> RewardOutput:
+        """reward `[B]`; aux `policy_log_prob`, `reference_log_prob` `[B]` (completion sums)."""
+        weights = _require_completion_mask("DPOReward", completion_mask).astype(jnp.float32)
+        model = CausalLM(self.config)
+
+        def sequence_log_prob(p):
+            logits, _ = model.apply(p, tokens, segment_ids=mask)
+            return jnp.sum(token_log_probs(logits, tokens) * weights, axis=-1)
+
+        policy = sequence_log_prob(params["policy"])
+        reference = jax.lax.stop_gradient(sequence_log_prob(params["reference"]))
+        return RewardOutput(
+            self.beta * (policy - reference),
+            {"policy_log_prob": policy, "reference_log_prob": reference},
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EndogenousReward:
+    """The endogenous reward of a language model: its logits read as a soft Q-function.
+
+    With Q(s_t, ·) the logits before token y_t and V(s) = α log Σ_a exp(Q(s, a)/α), inverse soft
+    Bellman gives per-token rewards r_t = Q(s_t, y_t) - V(s_{t+1}), with V = 0 after the last
+    completion token (terminal). The sequence reward telescopes to
+    Σ_t r_t = α Σ_t log π_α(y_t | s_t) + V(s_1), where π_α = softmax(Q/α) and s_1 is the prompt;
+    V(s_1) is shared by all responses to one prompt, so preferences follow α · log π_α(y | x).
+    Li et al., Generalist Reward Models: Found Inside Large Language Models, arXiv 2506.23235.
+    """
+
+    config: TransformerConfig
+    alpha: float = 1.0
+
+    def init(self, rng: jax.Array, tokens, mask, completion_mask=None) -> Any:
+        return CausalLM(self.config).init(rng, tokens, segment_ids=mask)
+
+    def apply(self, params, tokens, mask, completion_mask=None) -> RewardOutput:
+        """reward `[B]`; aux `token_rewards [B, T]` (0 off the completion)."""
+        in_completion = _require_completion_mask("EndogenousReward", completion_mask) > 0
+        logits, _ = CausalLM(self.config).apply(params, tokens, segment_ids=mask)
+        q = jnp.take_along_axis(logits[:, :-1], tokens[:, 1:, None], axis=-1)[..., 0]
+        value = self.alpha * jax.nn.logsumexp(logits / self.alpha, axis=-1)  # V(s) at each position
+        # r_t uses V of the state after y_t, i.e. the logits at position t, unless y_t is the last.
+        next_in_completion = jnp.pad(in_completion[:, 1:], ((0, 0), (0, 1)))
+        next_value = jnp.where(next_in_completion, value, 0.0)
+        token_rewards = jnp.where(in_completion, jnp.pad(q, ((0, 0), (1, 0))) - next_value, 0.0)
+        return RewardOutput(jnp.sum(token_rewards, axis=-1), {"token_rewards": token_rewards})

@@ -1,0 +1,187 @@
+"""Reward models: one backbone, a head chosen by name, pooled at the last real token.
+
+`RewardModel(RewardModelConfig(backbone=..., head="scalar", head_kwargs={...}))` is a Flax module
+used functionally: `params = model.init(rng, tokens, mask)`, `out = model.apply(params, tokens,
+mask)` with `out.reward` of shape `[B]` (`[E, B]` for an ensemble head). Anything with this
+`init`/`apply` pair is a `RewardFunction` (trained heads here, implicit rewards from a policy in
+`implicit.py`), and `score_pairs` scores the chosen and rejected halves of a preference batch in one
+call.
+
+Multi-response scoring ("You Only Judge Once", arXiv 2604.10966): one row holds a prompt followed by
+up to K responses, each closed by a separator token:
+`prompt, resp_1, SEP, resp_2, SEP, ..., resp_K, SEP`, with `response_ids` 0 on the prompt (and
+padding) and k on the tokens of response k including its SEP. Response k is pooled at its own last
+token (its SEP). Attention layout: the row is one causal segment, so response k attends to the
+prompt and to responses 1..k-1 before it (the comparative layout of the paper); response 1 therefore
+scores exactly as `prompt, resp_1, SEP` alone, and response k as the row truncated after its SEP.
+The scores `[B, K]` feed `losses.listwise_softmax` / `losses.plackett_luce` with
+`where=aux["response_mask"]`.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Int
+
+from rewardjax.models.heads import HEADS, RewardOutput, make_head, pool_last
+from rewardjax.models.transformer import Transformer, TransformerConfig
+
+__all__ = [
+    "RewardEnsemble",
+    "RewardFunction",
+    "RewardModel",
+    "RewardModelConfig",
+    "score_pairs",
+]
+
+
+def _freeze(value: Any) -> Any:
+    """Lists (e.g. from an ml_collections config) become tuples so the config stays hashable."""
+    return tuple(_freeze(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardModelConfig:
+    """A backbone and the head on top of it (hashable).
+
+    Attributes:
+      backbone: the `TransformerConfig` (see `models.presets`).
+      head: a key of `heads.HEADS`: scalar, multi_attribute, ensemble, ordinal, mixture.
+      head_kwargs: the head's attributes, e.g. `{"hidden_dim": 256}` or `{"num_members": 4}`; a
+        mapping is stored as sorted `(name, value)` pairs.
+      max_responses: K, the number of response slots of a multi-response row (used only when
+        `response_ids` is passed).
+    """
+
+    backbone: TransformerConfig
+    head: str = "scalar"
+    head_kwargs: Mapping[str, Any] | tuple[tuple[str, Any], ...] = ()
+    max_responses: int = 4
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(
+                f"RewardModelConfig.head={self.head!r} is unknown; choose one of {sorted(HEADS)}."
+            )
+        items = (
+            self.head_kwargs.items() if isinstance(self.head_kwargs, Mapping) else self.head_kwargs
+        )
+        object.__setattr__(self, "head_kwargs", tuple(sorted((k, _freeze(v)) for k, v in items)))
+        if self.max_responses < 1:
+            raise ValueError(
+                f"RewardModelConfig.max_responses must be >= 1, got {self.max_responses}."
+            )
+
+
+class RewardFunction(Protocol):
+    """What trainers and evaluators need from a reward: `init` and `apply` over plain param trees.
+
+    `mask`: int [B, T], 0 on padding (segment ids of the backbone); `completion_mask`: int [B, T], 1
+    on response tokens (optional for trained heads, required for implicit rewards).
+    """
+
+    def init(
+        self, rng: jax.Array, tokens: Array, mask: Array, completion_mask: Array | None = None
+    ) -> Any: ...
+
+    def apply(
+        self, params: Any, tokens: Array, mask: Array, completion_mask: Array | None = None
+    ) -> RewardOutput: ...
+
+
+class RewardModel(nn.Module):
+    """Backbone + head: hidden states pooled at the last real token (any padding side), then scored.
+
+    The head's context (for gates and routers) is the hidden state at the last prompt token when
+    `completion_mask` (or `response_ids`) tells where the prompt ends, else the pooled features.
+    """
+
+    config: RewardModelConfig
+
+    def setup(self):
+        self.backbone = Transformer(self.config.backbone)
+        self.head = make_head(self.config.head, **dict(self.config.head_kwargs))
+
+    def __call__(
+        self,
+        tokens: Int[Array, "B T"],
+        mask: Int[Array, "B T"],
+        completion_mask: Int[Array, "B T"] | None = None,
+        response_ids: Int[Array, "B T"] | None = None,
+    ) -> RewardOutput:
+        """Rewards of a batch.
+
+        Args:
+          tokens: token ids, left- or right-padded.
+          mask: 0 on padding, 1 (or a segment id) on real tokens.
+          completion_mask: 1 on response tokens; the prompt is `mask & ~completion_mask`.
+          response_ids: multi-response layout (module docstring): 0 on prompt and padding, k on
+            response k.
+
+        Returns:
+          `RewardOutput`: reward `[B]`, or `[B, K]` with `response_ids` (`[E, ...]` for an ensemble
+          head); with `response_ids`, `aux["response_mask"] [B, K]` marks the slots actually
+          present.
+        """
+        hidden, _ = self.backbone(tokens, segment_ids=mask)
+        real = mask > 0
+        if response_ids is None:
+            features = pool_last(hidden, mask)
+            prompt = None if completion_mask is None else real & (completion_mask == 0)
+        else:
+            slots = jnp.arange(1, self.config.max_responses + 1)
+            in_response = (response_ids[:, None, :] == slots[:, None]) & real[:, None, :]
+            b, t, d = hidden.shape
+            per_slot = jnp.broadcast_to(hidden[:, None], (b, slots.size, t, d))
+            features = pool_last(per_slot, in_response)
+            prompt = real & (response_ids == 0)
+        context = None if prompt is None else pool_last(hidden, prompt)
+        if response_ids is not None:
+            context = jnp.broadcast_to(context[:, None], features.shape)
+        out = self.head(features, context)
+        if response_ids is not None:
+            out = RewardOutput(out.reward, {**out.aux, "response_mask": in_response.any(-1)})
+        return out
+
+
+class RewardEnsemble(nn.Module):
+    """E full reward models (backbone and head each), vmapped over a leading `ensemble` param axis.
+
+    `apply` returns rewards `[E, ...]` for `transforms.ensemble`; member e equals
+    `RewardModel(config).apply(jax.tree.map(lambda p: p[e], params["params"]["members"]), ...)`.
+    Coste et al., Reward Model Ensembles Help Mitigate Overoptimization (arXiv 2310.02743).
+    """
+
+    config: RewardModelConfig
+    num_members: int
+
+    @nn.compact
+    def __call__(self, tokens, mask, completion_mask=None, response_ids=None) -> RewardOutput:
+        members = nn.vmap(
+            RewardModel,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_members,
+            metadata_params={nn.PARTITION_NAME: "ensemble"},
+        )
+        return members(self.config, name="members")(tokens, mask, completion_mask, response_ids)
+
+
+def score_pairs(
+    reward_fn: RewardFunction, params: Any, batch: Mapping[str, Array]
+) -> tuple[RewardOutput, RewardOutput]:
+    """Scores `chosen_*` and `rejected_*` of a pairwise batch in one vmapped forward.
+
+    Uses `{chosen,rejected}_tokens`, `_mask` and `_completion_mask` (when present) of the pairwise
+    batch layout; returns `(chosen, rejected)` `RewardOutput`s.
+    """
+    names = ["tokens", "mask"] + (["completion_mask"] if "chosen_completion_mask" in batch else [])
+    stacked = [jnp.stack([batch[f"chosen_{n}"], batch[f"rejected_{n}"]]) for n in names]
+    out = jax.vmap(lambda *args: reward_fn.apply(params, *args))(*stacked)
+    return jax.tree.map(lambda x: x[0], out), jax.tree.map(lambda x: x[1], out)
