@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
+from rewardjax.losses._numerics import as_float
+
 __all__ = [
     "KLController",
     "KLControllerState",
@@ -28,12 +30,6 @@ __all__ = [
 ]
 
 _ESTIMATORS = ("k1", "k2", "k3")
-
-
-def _as_float32(x: ArrayLike) -> Array:
-    """x as an array of at least float32 precision (bfloat16 log-probs are promoted)."""
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def kl_estimate(
@@ -69,7 +65,7 @@ def kl_estimate(
         raise ValueError(
             f"kl_estimate: unknown `estimator`={estimator!r}; choose from {_ESTIMATORS}."
         )
-    x = _as_float32(logp) - _as_float32(ref_logp)
+    x = as_float(logp) - as_float(ref_logp)
     if where is not None:
         x = jnp.where(where, x, 0)
     if log_ratio_clip is not None:
@@ -108,7 +104,7 @@ def categorical_kl(
     Returns:
       KL(p ‖ q), shape [...], float32 (or wider), ≥ 0.
     """
-    logits_p, logits_q = _as_float32(logits_p), _as_float32(logits_q)
+    logits_p, logits_q = as_float(logits_p), as_float(logits_q)
     if where is not None:
         logits_p = jnp.where(where[..., None], logits_p, 0)
         logits_q = jnp.where(where[..., None], logits_q, 0)
