@@ -1,0 +1,67 @@
+"""Preference losses: pure, per-example, unreduced, with keyword-only hyper-parameters.
+
+- Reward-model losses on scores: `bradley_terry`, `hinge`, `thurstone`, `reward_centering`,
+  `rating_regression`, `ordinal`; listwise: `plackett_luce`, `listwise_softmax`.
+- Policy losses on summed completion log-probs against a reference: `dpo`, `robust_dpo`, `ipo`,
+  `slic_hinge`, `nca`, `bco`, `sppo_hard`, `apo_zero`, `apo_down`, `exo`, `discopop`;
+  reference-free: `simpo`, `orpo`; unpaired: `kto`.
+- Helpers: `sequence_logprobs`, `implicit_reward`; losses by name: `get`, `names`.
+
+Each function's docstring gives its formula and paper.
+"""
+
+from rewardjax.losses.listwise import listwise_softmax, plackett_luce
+from rewardjax.losses.logprobs import implicit_reward, sequence_logprobs
+from rewardjax.losses.policy import (
+    apo_down,
+    apo_zero,
+    bco,
+    discopop,
+    dpo,
+    exo,
+    ipo,
+    nca,
+    robust_dpo,
+    slic_hinge,
+    sppo_hard,
+)
+from rewardjax.losses.reference_free import orpo, simpo
+from rewardjax.losses.registry import get, names
+from rewardjax.losses.reward_model import (
+    bradley_terry,
+    hinge,
+    ordinal,
+    rating_regression,
+    reward_centering,
+    thurstone,
+)
+from rewardjax.losses.unpaired import kto
+
+__all__ = [
+    "apo_down",
+    "apo_zero",
+    "bco",
+    "bradley_terry",
+    "discopop",
+    "dpo",
+    "exo",
+    "get",
+    "hinge",
+    "implicit_reward",
+    "ipo",
+    "kto",
+    "listwise_softmax",
+    "names",
+    "nca",
+    "ordinal",
+    "orpo",
+    "plackett_luce",
+    "rating_regression",
+    "reward_centering",
+    "robust_dpo",
+    "sequence_logprobs",
+    "simpo",
+    "slic_hinge",
+    "sppo_hard",
+    "thurstone",
+]
