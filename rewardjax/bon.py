@@ -43,6 +43,7 @@ __all__ = [
 class _Atoms(NamedTuple):
     """Per-outcome CDF quantities of a discrete law, in the outcomes' own order, shape [..., Y]."""
 
+    probs: Array  # π(y), normalised
     log_cdf: Array  # log F(y), 0 for the top reward group
     log_below: Array  # log t(y) = log F⁻(y)/F(y); -1 (a placeholder) where F⁻(y) = 0
     has_below: Array  # F⁻(y) > 0
@@ -52,6 +53,7 @@ class _Atoms(NamedTuple):
 def _atoms_1d(probs: Array, rewards: Array) -> _Atoms:
     """CDF quantities of one law [Y]: O(Y log Y) by a sort, a tie-group sum and cumulative sums."""
     size = probs.shape[-1]
+    probs = probs / jnp.sum(probs)  # so F and 1 - P[r > r(y)] agree, also off the simplex
     order = jnp.argsort(rewards)
     sorted_r, sorted_p = rewards[order], probs[order]
     start = jnp.searchsorted(sorted_r, sorted_r, side="left")
@@ -69,7 +71,7 @@ def _atoms_1d(probs: Array, rewards: Array) -> _Atoms:
     log_cdf = jnp.where(
         low, jnp.log(jnp.where(low, cdf, 1.0)), jnp.log1p(-jnp.where(low, 0.0, above))
     )
-    log_cdf = jnp.where(above > 0, log_cdf, 0.0)
+    log_cdf = jnp.where((above > 0) & (cdf > 0), log_cdf, 0.0)  # 0 at the top; π = 0 below
     # log t = log(1 - g/F): log1p when the group is a small part of F, else log F⁻ - log F.
     frac = group_mass / jnp.exp(log_cdf)
     has_below = below > 0
@@ -82,7 +84,7 @@ def _atoms_1d(probs: Array, rewards: Array) -> _Atoms:
     has_below = has_below & (log_below < 0)
     log_below = jnp.where(has_below, log_below, -1.0)
     inverse = jnp.argsort(order)
-    return _Atoms(log_cdf[inverse], log_below[inverse], has_below[inverse], probs > 0)
+    return _Atoms(probs, log_cdf[inverse], log_below[inverse], has_below[inverse], probs > 0)
 
 
 def _atoms(probs: Array, rewards: Array) -> _Atoms:
@@ -107,10 +109,10 @@ def _log_ratio(atoms: _Atoms, n: Array) -> Array:
     return head + top - bottom
 
 
-def _bon_law(atoms: _Atoms, probs: Array, n: Array) -> Array:
+def _bon_law(atoms: _Atoms, n: Array) -> Array:
     # Per-outcome factors first, then one fused pass over the n axis: two exps per element.
     scale = jnp.where(atoms.has_below, -jnp.expm1(atoms.log_below), 1.0)
-    weight = jnp.where(atoms.positive, probs / scale, 0.0)
+    weight = jnp.where(atoms.positive, atoms.probs / scale, 0.0)
     head = jnp.exp(jnp.where(atoms.log_cdf == 0, 0.0, (n - 1) * atoms.log_cdf))
     top = jnp.where(atoms.has_below, -jnp.expm1(n * atoms.log_below), 1.0)
     return weight * head * top
@@ -134,7 +136,7 @@ def bon_distribution(
     arXiv 2401.01879 (Lemma 1).
 
     Args:
-      probs: base law π, shape [..., Y], summing to 1 (zeros allowed).
+      probs: base law π, shape [..., Y] (normalised here; zeros allowed).
       rewards: r(y), shape [..., Y]; ties allowed.
       n: number of samples (real, ≥ 1), broadcastable against the batch shape [...]; e.g.
         probs [Y] with n [K] gives [K, Y], and probs [B, Y] with n [K, 1] gives [K, B, Y].
@@ -143,8 +145,7 @@ def bon_distribution(
       π_n, shape broadcast(n.shape, [...]) + [Y].
     """
     atoms = _atoms(probs, rewards)
-    probs = jnp.asarray(probs, atoms.log_cdf.dtype)
-    return _bon_law(atoms, probs, _expand_n(n, atoms))
+    return _bon_law(atoms, _expand_n(n, atoms))
 
 
 @jax.jit
@@ -162,7 +163,7 @@ def bon_kl(
     Reference: Beirami et al. 2024, arXiv 2401.01879 (Theorem 1).
 
     Args:
-      probs: base law π, shape [..., Y].
+      probs: base law π, shape [..., Y] (normalised here; zeros allowed).
       rewards: r(y), shape [..., Y].
       n: real n ≥ 1, broadcastable against the batch shape.
 
@@ -170,9 +171,8 @@ def bon_kl(
       KL in nats, shape broadcast(n.shape, [...]).
     """
     atoms = _atoms(probs, rewards)
-    probs = jnp.asarray(probs, atoms.log_cdf.dtype)
     n = _expand_n(n, atoms)
-    law = _bon_law(atoms, probs, n)
+    law = _bon_law(atoms, n)
     return jnp.sum(jnp.where(law > 0, law * _log_ratio(atoms, n), 0.0), axis=-1)
 
 
@@ -197,7 +197,7 @@ def bon_expected_reward(
     Reference: Beirami et al. 2024, arXiv 2401.01879.
 
     Args:
-      probs: base law π, shape [..., Y].
+      probs: base law π, shape [..., Y] (normalised here; zeros allowed).
       rewards: r(y), shape [..., Y].
       n: real n ≥ 1, broadcastable against the batch shape.
 
@@ -221,7 +221,7 @@ def bon_win_rate(
     Reference: Beirami et al. 2024, arXiv 2401.01879 (Theorem 4).
 
     Args:
-      probs: base law π, shape [..., Y].
+      probs: base law π, shape [..., Y] (normalised here; zeros allowed).
       rewards: r(y), shape [..., Y].
       n: real n ≥ 1, broadcastable against the batch shape.
 
@@ -229,8 +229,7 @@ def bon_win_rate(
       shape broadcast(n.shape, [...]).
     """
     atoms = _atoms(probs, rewards)
-    probs = jnp.asarray(probs, atoms.log_cdf.dtype)
-    law = _bon_law(atoms, probs, _expand_n(n, atoms))
+    law = _bon_law(atoms, _expand_n(n, atoms))
     below = jnp.where(atoms.has_below, jnp.exp(atoms.log_below), 0.0)
     mid_cdf = jnp.exp(atoms.log_cdf) * (1 + below) / 2
     return jnp.sum(law * mid_cdf, axis=-1)
