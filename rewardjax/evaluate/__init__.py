@@ -1,0 +1,51 @@
+"""Evaluators: pair accuracy by subset, margins, calibration, agreement with a gold reward,
+best-of-n gold-vs-proxy curves, and a Markdown + PNG report.
+
+Usage: `from rewardjax import evaluate; evaluate.pair_accuracy(r_chosen, r_rejected, weight=w)`.
+"""
+
+from rewardjax.evaluate.gold import (
+    BonGoldCurves,
+    GoldAgreement,
+    empirical_bon_gold_curves,
+    exact_bon_gold_curves,
+    gold_agreement,
+    gold_pair_accuracy,
+    kendall_tau,
+    spearman,
+)
+from rewardjax.evaluate.pairs import (
+    REWARDBENCH_SECTIONS,
+    Calibration,
+    MarginStats,
+    SubsetAccuracy,
+    calibration,
+    margin_stats,
+    pair_accuracy,
+    pair_calibration,
+    pair_correct,
+    section_scores,
+    subset_accuracy,
+)
+
+__all__ = [
+    "REWARDBENCH_SECTIONS",
+    "BonGoldCurves",
+    "Calibration",
+    "GoldAgreement",
+    "MarginStats",
+    "SubsetAccuracy",
+    "calibration",
+    "empirical_bon_gold_curves",
+    "exact_bon_gold_curves",
+    "gold_agreement",
+    "gold_pair_accuracy",
+    "kendall_tau",
+    "margin_stats",
+    "pair_accuracy",
+    "pair_calibration",
+    "pair_correct",
+    "section_scores",
+    "spearman",
+    "subset_accuracy",
+]
