@@ -181,7 +181,7 @@ def renyi_cross_entropy(
 
 
 class BonVsKlRl(NamedTuple):
-    """Per-token statistics of best-of-N (N = e^{nΔ}) and the KL-RL optimum (KL = nΔ), shape [n]."""
+    """Per-token statistics of BoN (N = e^{nΔ}) and KL-RL (KL = nΔ), shape [..., n]."""
 
     bon_reward: Float[Array, "*batch n"]  # E_{BoN}[Σ_t r]/n
     rl_reward: Float[Array, "*batch n"]  # E_{p_λ}[r], the same for every n
@@ -189,8 +189,7 @@ class BonVsKlRl(NamedTuple):
     bon_rl_kl: Float[Array, "*batch n"]  # KL(BoN ‖ p_λ^n)/n, → 0
 
 
-@functools.partial(jax.jit, static_argnames=("max_length", "num_levels"))
-def _bon_vs_kl_rl(probs, rewards, kl_per_token, *, max_length, num_levels):
+def _bon_vs_kl_rl_one(probs, rewards, kl_per_token, *, max_length, num_levels):
     dtype = jnp.result_type(probs, float)
     beta = beta_for_kl(probs, rewards, kl_per_token)
     _, rl_reward = kl_reward_frontier(probs, rewards, beta)
@@ -205,21 +204,29 @@ def _bon_vs_kl_rl(probs, rewards, kl_per_token, *, max_length, num_levels):
     lengths = jnp.arange(1, max_length + 1, dtype=dtype)
     values = jnp.arange(laws.shape[-1], dtype=dtype)
 
-    def one(law, n):
+    def one_length(law, n):
         big_n = jnp.exp(n * kl_per_token)
         kl = bon.bon_kl(law, values, big_n)
         total = bon.bon_expected_reward(law, values, big_n)
         # log(BoN/p_λ^n) = log(BoN/p^n) - λ S + n Λ(λ), and E_BoN[S] = total.
         return total / n, kl / n, (kl - lam * total) / n + log_norm
 
-    bon_reward, bon_kl, bon_rl_kl = jax.vmap(one)(laws, lengths)
-    return BonVsKlRl(bon_reward, jnp.full_like(bon_reward, rl_reward), bon_kl, bon_rl_kl)
+    bon_reward, bon_kl, bon_rl_kl = jax.vmap(one_length)(laws, lengths)
+    return bon_reward, jnp.full_like(bon_reward, rl_reward), bon_kl, bon_rl_kl
+
+
+@functools.partial(jax.jit, static_argnames=("max_length", "num_levels"))
+def _bon_vs_kl_rl(probs, rewards, kl_per_token, *, max_length, num_levels):
+    fn = functools.partial(_bon_vs_kl_rl_one, max_length=max_length, num_levels=num_levels)
+    return BonVsKlRl(
+        *jnp.vectorize(fn, signature="(y),(y),()->(n),(n),(n),(n)")(probs, rewards, kl_per_token)
+    )
 
 
 def bon_vs_kl_rl(
-    probs: Float[Array, " Y"],
-    rewards: Float[ArrayLike, " Y"],
-    kl_per_token: float,
+    probs: Float[Array, "*batch Y"],
+    rewards: Float[ArrayLike, "*batch Y"],
+    kl_per_token: Float[ArrayLike, "*batch"],
     *,
     max_length: int,
     num_levels: int,
@@ -241,14 +248,14 @@ def bon_vs_kl_rl(
     Alignment", arXiv 2404.01730.
 
     Args:
-      probs: per-token law p, shape [Y].
-      rewards: integer reward levels, shape [Y].
-      kl_per_token: Δ, in (0, log 1/P[r = max r]).
+      probs: per-token law p, shape [..., Y] (independent problems in the leading axes).
+      rewards: integer reward levels, shape [..., Y].
+      kl_per_token: Δ in (0, log 1/P[r = max r]), broadcastable with the batch shape.
       max_length: largest n (static); results cover n = 1..max_length.
       num_levels: L (static).
 
     Returns:
-      BonVsKlRl with fields of shape [max_length] (index n - 1).
+      BonVsKlRl with fields of shape [..., max_length] (index n - 1).
 
     Raises:
       ValueError: eagerly, for non-integer levels or an infeasible Δ.

@@ -153,19 +153,21 @@ def _ref_bon_vs_rl(p, levels, delta, n, lam):
 def test_bon_vs_kl_rl_matches_convolution_reference_and_converges():
     p = np.array([0.5, 0.3, 0.2])
     levels = np.array([0, 1, 2])
-    delta = 0.15
-    out = theory.bon_vs_kl_rl(p, levels.astype(float), delta, max_length=12, num_levels=3)
-    beta = float(theory.beta_for_kl(p, levels.astype(float), delta))
-    q = p * np.exp(levels / beta)
-    q /= q.sum()
-    np.testing.assert_allclose(out.rl_reward, q @ levels, rtol=1e-5)
-    for n in (1, 4, 12):
-        ref = _ref_bon_vs_rl(p, levels, delta, n, 1 / beta)
-        got = [out.bon_reward[n - 1], out.bon_kl[n - 1], out.bon_rl_kl[n - 1]]
-        np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
-    # The equivalence: the per-token gap and KL(BoN ‖ KL-RL)/n shrink as n grows.
-    gap = np.abs(np.asarray(out.bon_reward) - np.asarray(out.rl_reward))
-    assert gap[-1] < gap[0] / 2 and out.bon_rl_kl[-1] < out.bon_rl_kl[0] / 2
+    deltas = np.array([0.15, 0.4])  # two problems in one call
+    out = theory.bon_vs_kl_rl(p, levels.astype(float), deltas, max_length=12, num_levels=3)
+    assert out.bon_reward.shape == (2, 12)
+    for i, delta in enumerate(deltas):
+        beta = float(theory.beta_for_kl(p, levels.astype(float), delta))
+        q = p * np.exp(levels / beta)
+        q /= q.sum()
+        np.testing.assert_allclose(out.rl_reward[i], q @ levels, rtol=1e-5)
+        for n in (1, 4, 12):
+            ref = _ref_bon_vs_rl(p, levels, delta, n, 1 / beta)
+            got = [out.bon_reward[i, n - 1], out.bon_kl[i, n - 1], out.bon_rl_kl[i, n - 1]]
+            np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
+        # The equivalence: the per-token gap and KL(BoN ‖ KL-RL)/n shrink as n grows.
+        gap = np.abs(np.asarray(out.bon_reward[i]) - np.asarray(out.rl_reward[i]))
+        assert gap[-1] < gap[0] / 2 and out.bon_rl_kl[i, -1] < out.bon_rl_kl[i, 0] / 2
 
 
 def test_bon_vs_kl_rl_validates_inputs():
