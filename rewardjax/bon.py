@@ -176,6 +176,7 @@ def bon_kl(
     return jnp.sum(jnp.where(law > 0, law * _log_ratio(atoms, n), 0.0), axis=-1)
 
 
+@jax.jit
 def bon_kl_bound(n: Float[ArrayLike, "*b"]) -> Float[Array, "*b"]:
     """The analytic best-of-n KL, log n - (n-1)/n: exact for a continuous reward, else a bound.
 
@@ -274,7 +275,7 @@ class BonCurves(NamedTuple):
     kl: Array  # log n - (n-1)/n: the exact KL for a tie-free (continuous) reward, else a bound
 
 
-def _window_expectation(r_desc: Array, ns: np.ndarray, q_hi: Array, q_lo: Array) -> Array:
+def _window_expectation(r_desc: Array, ns: np.ndarray, q_hi: np.ndarray, q_lo: np.ndarray) -> Array:
     """Σ_d w_n(d) r_(M-d) over the top `window` order statistics for each n in ns."""
     size = q_hi.shape[0]
     window = r_desc.shape[-1]
@@ -285,6 +286,7 @@ def _window_expectation(r_desc: Array, ns: np.ndarray, q_hi: Array, q_lo: Array)
     idx = jnp.minimum(idx, size - 1)
     # log w_n(d) = log(n/M) + Q(n-1+d) - Q(n-1) - Q(d), each Q split into float32 hi + lo parts;
     # the hi parts are subtracted in the order that keeps each difference exact (Sterbenz).
+    q_hi, q_lo = jnp.asarray(q_hi), jnp.asarray(q_lo)
     a_hi, a_lo = q_hi[idx], q_lo[idx]
     b_hi, b_lo = q_hi[n - 1], q_lo[n - 1]
     c_hi, c_lo = q_hi[:window], q_lo[:window]
@@ -334,26 +336,34 @@ def empirical_bon_curves(
     except jax.errors.TracerArrayConversionError as err:
         raise TypeError("empirical_bon_curves: `ns` must be concrete (not traced).") from err
     rewards = jnp.asarray(rewards)
-    rewards = rewards.astype(jnp.promote_types(rewards.dtype, jnp.float32))
     size = rewards.shape[-1]
     if ns_np.size == 0 or ns_np.min() < 1 or ns_np.max() > size:
         raise ValueError(f"empirical_bon_curves: ns must lie in [1, M={size}], got {ns_np}.")
+    return _empirical_bon_curves(rewards, tuple(ns_np.tolist()), float(tail_mass))
+
+
+@functools.partial(jax.jit, static_argnames=("ns", "tail_mass"))
+def _empirical_bon_curves(rewards: Array, ns: tuple[int, ...], tail_mass: float) -> BonCurves:
+    rewards = rewards.astype(jnp.promote_types(rewards.dtype, jnp.float32))
+    ns_np = np.asarray(ns)
+    size = rewards.shape[-1]
     q = np.concatenate([[0.0], np.cumsum(np.log(np.arange(size - 1, 0, -1, dtype=np.float64)))])
     q_hi = q.astype(np.float32)
     q_lo = (q - q_hi).astype(np.float32)
-    q_hi, q_lo = jnp.asarray(q_hi), jnp.asarray(q_lo)
     r_desc = jnp.flip(jnp.sort(rewards, axis=-1), axis=-1)
     needed = np.ceil(size * np.log(1 / tail_mass) / ns_np) + 1
     # Windows rounded up to powers of √2 (few distinct static shapes, ≤ 41% extra work).
     windows = np.minimum(size, np.ceil(np.sqrt(2) ** np.ceil(2 * np.log2(needed)))).astype(int)
-    out = jnp.zeros((*rewards.shape[:-1], ns_np.size), rewards.dtype)
+    parts, positions = [], []
     for window in np.unique(windows):
         (pos,) = np.nonzero(windows == window)
-        part = _window_expectation(r_desc[..., :window], ns_np[pos], q_hi, q_lo)
-        out = out.at[..., pos].set(part)
-    return BonCurves(out, bon_kl_bound(jnp.asarray(ns_np, rewards.dtype)))
+        parts.append(_window_expectation(r_desc[..., :window], ns_np[pos], q_hi, q_lo))
+        positions.append(pos)
+    reward = jnp.concatenate(parts, axis=-1)[..., np.argsort(np.concatenate(positions))]
+    return BonCurves(reward, bon_kl_bound(jnp.asarray(ns_np, rewards.dtype)))
 
 
+@jax.jit
 def best_of_n(key: PRNGKeyArray, rewards: Float[ArrayLike, "*batch N"]) -> Int[Array, "*batch"]:
     """Index of a highest reward along the last axis, ties broken uniformly at random.
 
@@ -371,6 +381,7 @@ def best_of_n(key: PRNGKeyArray, rewards: Float[ArrayLike, "*batch N"]) -> Int[A
     return jax.random.categorical(key, jnp.where(is_max, 0.0, -jnp.inf), axis=-1)
 
 
+@jax.jit
 def soft_best_of_n(
     key: PRNGKeyArray,
     rewards: Float[ArrayLike, "*batch N"],
@@ -476,6 +487,7 @@ def soft_bon_distribution(
     return jnp.where(positive, law, 0.0)
 
 
+@jax.jit
 def bond_reward(
     rewards: Float[ArrayLike, "*batch N"], reference_samples: Float[ArrayLike, "*batch M"]
 ) -> Float[Array, "*batch N"]:

@@ -126,7 +126,7 @@ def test_kl_tends_to_log_of_top_mass_and_stays_finite_at_extremes():
     out = stats(p, r, ns)
     assert all(np.isfinite(x).all() for x in out)
     np.testing.assert_allclose(out[1][1:], np.log(1 / 0.2), rtol=1e-6)
-    grads = jax.grad(lambda n: bon.bon_kl(p, r, n) + bon.bon_expected_reward(p, r, n) / 1e4)
+    grads = jax.jit(jax.grad(lambda n: bon.bon_kl(p, r, n) + bon.bon_expected_reward(p, r, n)))
     assert np.isfinite(grads(1e3)) and np.isfinite(grads(1.0))
 
 
@@ -134,9 +134,8 @@ def test_gradients_in_n_and_probs():
     rng = np.random.default_rng(4)
     p, r = random_law(rng, 5)
     p = p.astype(np.float32)
-    scalars = lambda q, n: jnp.stack(stats(q, r, n)[1:])
-    check_grads(lambda n: scalars(p, n), (3.5,), order=1, eps=1e-2, rtol=2e-2)
-    check_grads(lambda q: scalars(q, 3.0), (p,), order=1, eps=1e-3, rtol=2e-2)
+    scalars = lambda q, n: jnp.stack(stats(q, r, n)[1:])  # KL, reward, win rate
+    check_grads(scalars, (p, 3.5), order=1, modes=("rev",), eps=1e-3, rtol=2e-2)
 
 
 ties = st.integers(0, 2**31 - 1)
@@ -207,9 +206,9 @@ def test_empirical_curves_equal_the_average_over_all_subsets():
 
 def test_empirical_curves_match_float64_weights_for_large_m():
     rng = np.random.default_rng(6)
-    size = 200_000
+    size = 50_000
     samples = rng.standard_normal(size).astype(np.float32)
-    ns = np.array([1, 2, 3, 17, 1000, 54_321, size])
+    ns = np.array([1, 2, 3, 17, 1000, 12_345, size])
     got = bon.empirical_bon_curves(samples, ns).reward
     ordered = np.sort(samples.astype(np.float64))
     i = np.arange(1, size + 1)
