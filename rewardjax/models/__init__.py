@@ -17,7 +17,7 @@ from rewardjax.models.heads import (
     make_head,
     pool_last,
 )
-from rewardjax.models.implicit import DPOReward, EndogenousReward, token_log_probs
+from rewardjax.models.implicit import DPOReward, EndogenousReward
 from rewardjax.models.layers import RopeScaling
 from rewardjax.models.presets import PRESETS, get_preset
 from rewardjax.models.reward_model import (
@@ -68,5 +68,4 @@ __all__ = [
     "save_hf",
     "score_pairs",
     "segment_positions",
-    "token_log_probs",
 ]

@@ -1,12 +1,11 @@
-"""Implicit rewards read off a language model, behind the same `init`/`apply` as a trained reward
-model.
+"""Implicit rewards of a language model, with the same `init`/`apply` as a trained reward model.
 
 Token convention: `logits[:, t]` predicts `tokens[:, t + 1]`; `completion_mask[:, t] = 1` marks the
 response tokens whose log-probabilities count (the first token is never a completion token).
 
 Papers:
-  - Direct Preference Optimization: Your Language Model is Secretly a Reward Model (arXiv
-    2305.18290).
+  - Direct Preference Optimization: Your Language Model is Secretly a Reward Model
+    (arXiv 2305.18290).
   - Generalist Reward Models: Found Inside Large Language Models (arXiv 2506.23235).
 """
 
@@ -15,24 +14,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array
 
+from rewardjax import losses
 from rewardjax.models.heads import RewardOutput
 from rewardjax.models.transformer import CausalLM, TransformerConfig
 
-__all__ = ["DPOReward", "EndogenousReward", "token_log_probs"]
-
-
-def token_log_probs(
-    logits: Float[Array, "B T V"], tokens: Int[Array, "B T"], *, temperature: float = 1.0
-) -> Float[Array, "B T"]:
-    """Per-token log-probabilities of `tokens` under `logits`, float32.
-
-    `out[:, t] = log softmax(logits[:, t-1] / temperature)[tokens[:, t]]`; `out[:, 0] = 0`.
-    """
-    log_probs = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32) / temperature, axis=-1)
-    picked = jnp.take_along_axis(log_probs, tokens[:, 1:, None], axis=-1)[..., 0]
-    return jnp.pad(picked, ((0, 0), (1, 0)))
+__all__ = ["DPOReward", "EndogenousReward"]
 
 
 def _require_completion_mask(name: str, completion_mask: Array | None) -> Array:
@@ -63,17 +51,17 @@ class DPOReward:
 
     def apply(self, params, tokens, mask, completion_mask=None) -> RewardOutput:
         """reward `[B]`; aux `policy_log_prob`, `reference_log_prob` `[B]` (completion sums)."""
-        weights = _require_completion_mask("DPOReward", completion_mask).astype(jnp.float32)
+        in_completion = _require_completion_mask("DPOReward", completion_mask)[:, 1:] > 0
         model = CausalLM(self.config)
 
         def sequence_log_prob(p):
             logits, _ = model.apply(p, tokens, segment_ids=mask)
-            return jnp.sum(token_log_probs(logits, tokens) * weights, axis=-1)
+            return losses.sequence_logprobs(logits[:, :-1], tokens[:, 1:], where=in_completion)
 
         policy = sequence_log_prob(params["policy"])
         reference = jax.lax.stop_gradient(sequence_log_prob(params["reference"]))
         return RewardOutput(
-            self.beta * (policy - reference),
+            losses.implicit_reward(policy, reference, beta=self.beta),
             {"policy_log_prob": policy, "reference_log_prob": reference},
         )
 
