@@ -1,0 +1,85 @@
+"""orbax checkpoints of a train state and its grain data iterator.
+
+One checkpoint per saved step under `<workdir>/checkpoints/<step>/`, with two items:
+`state` (params, opt_state, step, rng as a pytree) and `data` (the grain iterator state, so a
+resumed run reads the same batches an uninterrupted one would).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from rewardjax.train.state import TrainState
+
+__all__ = ["Checkpointer"]
+
+
+def _state_tree(state: TrainState) -> dict[str, Any]:
+    return {
+        "step": state.step,
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "rng": state.rng,
+    }
+
+
+class Checkpointer:
+    """Saves and restores `(TrainState, data iterator)` pairs in a directory.
+
+    Args:
+      directory: where step folders go (created if missing).
+      max_to_keep: how many most recent checkpoints to keep.
+      async_save: write in a background thread (call `wait()` before reading them back).
+    """
+
+    def __init__(self, directory: str, *, max_to_keep: int = 3, async_save: bool = False):
+        self.directory = os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "data")
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, state: TrainState, data_iterator: Any = None) -> None:
+        """Saves `state` (and the iterator's position, if given) at step `int(state.step)`."""
+        step = int(jax.device_get(state.step))
+        items = {"state": ocp.args.StandardSave(_state_tree(state))}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+        self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+    def restore(self, state: TrainState, data_iterator: Any = None, step: int | None = None):
+        """Restores into the structure, dtypes and shardings of `state` (a freshly initialised one).
+
+        The data iterator, if given, is moved in place to the saved position.
+
+        Returns:
+          The restored `TrainState`.
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"No checkpoint to restore in {self.directory}.")
+        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_tree(state))
+        items = {"state": ocp.args.StandardRestore(target)}
+        if data_iterator is not None:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
+        return state.replace(**restored)
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()

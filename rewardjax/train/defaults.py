@@ -1,0 +1,81 @@
+"""The config sections every experiment shares (model, optimizer, train loop, mesh).
+
+`configs/<name>.py` starts from `base_config(task)` and adds its task's sections, so that a field
+means the same thing in every config. Fields left `None` are filled in by the preset or derived
+(e.g. `optimizer.decay_steps` defaults to the updates after warm-up).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+__all__ = ["TASKS", "base_config", "smoke_overrides"]
+
+TASKS = ("reward_model", "dpo", "sft")
+
+
+def base_config(task: str) -> ml_collections.ConfigDict:
+    """Shared sections for `task` (one of `TASKS`)."""
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}: expected one of {TASKS}.")
+    c = ml_collections.ConfigDict()
+    c.task = task
+    c.seed = 0
+    # Backbone: a preset from rewardjax.models.presets; set fields replace the preset's.
+    c.model = ml_collections.ConfigDict()
+    c.model.preset = "tiny"
+    for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff"):
+        c.model[name] = config_dict.placeholder(int)
+    c.model.dtype = "float32"
+    c.model.param_dtype = "float32"
+    c.model.remat = False
+    # Initial parameters: the work directory of an earlier run (e.g. SFT before DPO); '' = random.
+    c.init_from = ""
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adamw"
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.schedule = "cosine"
+    c.optimizer.warmup_steps = 10
+    c.optimizer.decay_steps = config_dict.placeholder(int)
+    c.optimizer.end_learning_rate_factor = 0.1
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.999
+    c.optimizer.eps = 1e-8
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.momentum = 0.0
+    c.optimizer.grad_clip_norm = 1.0
+    c.optimizer.grad_accum_steps = 1
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_steps = 1000
+    c.train.batch_size = 32
+    c.train.log_every = 10
+    c.train.checkpoint_every = 200
+    c.train.max_to_keep = 3
+    c.train.stop_at_step = 0
+    c.train.eval_every = 0
+    c.train.progress_bar = True
+
+    # Mesh: axis sizes (-1 = all remaining devices) for the (data, fsdp, tensor) axes.
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+    c.mesh.tensor = 1
+    return c
+
+
+def smoke_overrides(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks `c` in place to a run of a few seconds on CPU (the `:smoke` variant)."""
+    c.model.preset = "tiny"
+    c.model.n_layers = 1
+    c.model.d_model = 32
+    c.model.d_ff = 64
+    c.train.num_steps = 6
+    c.train.batch_size = 4
+    c.train.log_every = 2
+    c.train.checkpoint_every = 3
+    c.train.progress_bar = False
+    c.optimizer.warmup_steps = 2
+    return c

@@ -1,0 +1,198 @@
+"""The training loop: jitted steps, checkpoints, resume, metrics, SIGTERM and non-finite losses.
+
+`fit` drives any pure step `(state, batch, rng) -> (state, metrics)`. The step's key is
+`fold_in(state.rng, state.step)`, so a run is a function of the seed and the data order alone,
+and a run resumed from a checkpoint (state and data-iterator position) continues exactly as an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import tqdm
+
+from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.metrics import MetricWriter
+from rewardjax.train.state import TrainState
+
+__all__ = ["NonFiniteLossError", "Preempted", "fit"]
+
+StepFn = Callable[[TrainState, Mapping[str, Any], jax.Array], tuple[TrainState, dict]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Preempted(Exception):
+    """SIGTERM was received; a checkpoint of the current step was saved before stopping."""
+
+
+def _rng_step(step_fn: StepFn) -> Callable:
+    def step(state, batch):
+        return step_fn(state, batch, jax.random.fold_in(state.rng, state.step))
+
+    return step
+
+
+class _SigtermFlag:
+    """Records SIGTERM instead of dying, so the loop can save first (main thread only)."""
+
+    def __init__(self):
+        self.received = False
+        self._previous = None
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.received = True
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def fit(
+    state: TrainState,
+    step_fn: StepFn,
+    batches: Iterator[Mapping[str, Any]],
+    *,
+    workdir: str,
+    num_steps: int,
+    log_every: int = 10,
+    checkpoint_every: int = 100,
+    max_to_keep: int = 3,
+    stop_at_step: int = 0,
+    batch_fn: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
+    eval_every: int = 0,
+    state_sharding: Any = None,
+    batch_sharding: Any = None,
+    progress_bar: bool = True,
+) -> TrainState:
+    """Trains `state` with `step_fn` on `batches` until step `num_steps`, resuming from `workdir`.
+
+    Args:
+      state: a freshly initialised state (placed with `state_sharding`); replaced by the latest
+        checkpoint in `<workdir>/checkpoints` if there is one.
+      step_fn: pure `(state, batch, rng) -> (state, metrics)`; metrics must include `loss`.
+      batches: a grain iterator (its position is checkpointed) of batches (dicts of arrays).
+      workdir: checkpoints go to `<workdir>/checkpoints`, metrics to `metrics.jsonl` and
+        `tensorboard/`.
+      num_steps: total number of steps of the run (not of this invocation).
+      log_every: write metrics averaged over the last `log_every` steps.
+      checkpoint_every: save every this many steps (and always at the end).
+      max_to_keep: checkpoints to keep.
+      stop_at_step: if > 0, save and return once this step is reached (a time-sliced job; the
+        schedule still runs to `num_steps`).
+      batch_fn: jitted transformation of each batch before the step (e.g. reference log-probs).
+      eval_fn: `state -> metrics`, called every `eval_every` steps and at the end; logged with an
+        `eval/` prefix.
+      state_sharding, batch_sharding: shardings for `jax.jit` (None leaves placement to jit).
+      progress_bar: show a tqdm bar.
+
+    Returns:
+      The final state.
+
+    Raises:
+      NonFiniteLossError: the loss became NaN/inf (nothing is saved after the last finite check).
+      Preempted: SIGTERM arrived; a checkpoint of the current step was saved.
+    """
+    checkpointer = Checkpointer(f"{workdir}/checkpoints", max_to_keep=max_to_keep)
+    if checkpointer.latest_step() is not None:
+        state = checkpointer.restore(state, batches)
+        logging.info("Resumed from step %d in %s.", int(state.step), checkpointer.directory)
+    jit_step = jax.jit(
+        _rng_step(step_fn),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, None),
+        donate_argnums=0,
+    )
+    jit_batch_fn = jax.jit(batch_fn, in_shardings=(batch_sharding,)) if batch_fn else None
+    writer = MetricWriter(workdir)
+    step = int(jax.device_get(state.step))
+    last_step = min(num_steps, stop_at_step) if stop_at_step > 0 else num_steps
+    pending: list[tuple[int, dict]] = []  # device metrics not yet checked or written
+    last_saved = step if checkpointer.latest_step() == step else None
+    timer = time.perf_counter()
+
+    def flush() -> None:
+        """Checks the pending losses for non-finite values, then writes their mean."""
+        nonlocal timer
+        if not pending:
+            return
+        host = jax.device_get([m for _, m in pending])
+        for (s, _), m in zip(pending, host):
+            if not np.isfinite(m["loss"]):
+                checkpointer.wait()
+                kept = checkpointer.latest_step()
+                raise NonFiniteLossError(
+                    f"Non-finite loss {float(m['loss'])} at step {s}; stopping. The last good "
+                    f"checkpoint is step {kept} in {checkpointer.directory}"
+                    + ("" if kept is not None else " (none was saved)")
+                    + ". Lower optimizer.learning_rate, set optimizer.grad_clip_norm, or check "
+                    "the data, then rerun with the same --workdir to resume from it."
+                )
+        mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+        elapsed = time.perf_counter() - timer
+        mean["steps_per_sec"] = len(host) / max(elapsed, 1e-9)
+        writer.write(pending[-1][0], mean)
+        if bar is not None:
+            bar.set_postfix(loss=f"{mean['loss']:.4f}")
+        pending.clear()
+        timer = time.perf_counter()
+
+    def save() -> None:
+        nonlocal last_saved
+        flush()
+        if last_saved != step:
+            checkpointer.save(state, batches)
+            last_saved = step
+
+    def evaluate() -> None:
+        if eval_fn is not None:
+            writer.write(step, {f"eval/{k}": v for k, v in eval_fn(state).items()})
+
+    bar = tqdm.tqdm(total=num_steps, initial=step, disable=not progress_bar, desc="train")
+    try:
+        with _SigtermFlag() as sigterm:
+            while step < last_step:
+                batch = next(batches)
+                if jit_batch_fn is not None:
+                    batch = jit_batch_fn(batch)
+                state, metrics = jit_step(state, batch)
+                step += 1
+                pending.append((step, metrics))
+                bar.update(1)
+                if step % log_every == 0:
+                    flush()
+                if eval_every and step % eval_every == 0:
+                    flush()
+                    evaluate()
+                if step % checkpoint_every == 0:
+                    save()
+                if sigterm.received:
+                    save()
+                    checkpointer.wait()
+                    raise Preempted(
+                        f"SIGTERM at step {step}: checkpoint saved in {checkpointer.directory}; "
+                        "rerun with the same --workdir to resume."
+                    )
+            save()
+            if eval_fn is not None and not (eval_every and step % eval_every == 0):
+                evaluate()
+    finally:
+        bar.close()
+        checkpointer.wait()
+        checkpointer.close()
+        writer.close()
+    return state
