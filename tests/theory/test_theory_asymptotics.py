@@ -64,6 +64,11 @@ def test_rate_function_edges_and_outside():
         got[1:4], [-np.log(p[r.argmin()]), 0.0, -np.log(p[r.argmax()])], rtol=1e-5, atol=1e-6
     )
     assert got[0] == np.inf and got[4] == np.inf
+    # I_{cr}(cx) = I_r(x): the rate is unchanged (and finite) on a ±1e4 reward scale.
+    xs = np.array([lo + 0.1, p @ r + 0.1, hi - 0.1])
+    np.testing.assert_allclose(
+        theory.rate_function(p, 1e4 * r, 1e4 * xs), theory.rate_function(p, r, xs), rtol=1e-3
+    )
     # Outcomes with zero probability do not extend the support.
     p0 = np.append(p, 0.0)
     assert theory.rate_function(p0, np.append(r, hi + 1.0), hi + 0.5) == np.inf
