@@ -81,6 +81,14 @@ class MarkovTask:
         return self.vocab_size + ID_OFFSET
 
 
+# A pytree (arrays as leaves, sizes and the pattern static), so the functions below jit on it.
+jax.tree_util.register_dataclass(
+    MarkovTask,
+    data_fields=["start_probs", "transition", "bigram_reward", "prompt_init"],
+    meta_fields=["length", "prompt_length", "pattern", "pattern_bonus"],
+)
+
+
 def make_markov_task(
     seed: int,
     *,
@@ -116,6 +124,7 @@ def make_markov_task(
     )
 
 
+@jax.jit
 def response_logprob(
     task: MarkovTask, y0: Int[Array, " B"], response: Int[Array, "B T"]
 ) -> Float[Array, " B"]:
@@ -125,6 +134,7 @@ def response_logprob(
     return log_t[full[:, :-1], full[:, 1:]].sum(-1)
 
 
+@jax.jit
 def prompt_logprob(task: MarkovTask, prompt: Int[Array, "B P"]) -> Float[Array, " B"]:
     """Exact log p(x) = log prompt_init[x_1] + Σ_t log transition[x_{t-1}, x_t] of prompts."""
     prompt = jnp.asarray(prompt)
@@ -132,6 +142,7 @@ def prompt_logprob(task: MarkovTask, prompt: Int[Array, "B P"]) -> Float[Array, 
     return init + response_logprob(task, prompt[:, 0], prompt[:, 1:])
 
 
+@jax.jit
 def gold_reward(
     task: MarkovTask, y0: Int[Array, " B"], response: Int[Array, "B T"]
 ) -> Float[Array, " B"]:
@@ -165,6 +176,7 @@ def _log(p: np.ndarray) -> jax.Array:
     return jnp.log(jnp.asarray(p, jnp.float32))
 
 
+@functools.partial(jax.jit, static_argnames="n")
 def sample_prompts(task: MarkovTask, key: Array, n: int) -> Int[Array, "n P"]:
     """n prompts x_1..x_P from the chain started at `prompt_init`."""
     k0, k1 = jax.random.split(key)
@@ -175,6 +187,7 @@ def sample_prompts(task: MarkovTask, key: Array, n: int) -> Int[Array, "n P"]:
     return jnp.concatenate([first[:, None], rest], axis=1)
 
 
+@jax.jit
 def sample_responses(task: MarkovTask, key: Array, y0: Int[Array, " B"]) -> Int[Array, "B T"]:
     """One base-model response y_1..y_T per last prompt token y_0."""
     return _continue_chain(key, _log(task.transition), jnp.asarray(y0, jnp.int32), task.length)
@@ -198,6 +211,11 @@ def sample_preference_pairs(
     """
     if not 0.0 <= flip_rate <= 1.0:
         raise ValueError(f"flip_rate must be in [0, 1], got {flip_rate}")
+    return {k: np.asarray(v) for k, v in _sample_pairs(task, key, n, beta, flip_rate).items()}
+
+
+@functools.partial(jax.jit, static_argnames="n")
+def _sample_pairs(task: MarkovTask, key: Array, n: int, beta: float, flip_rate: float):
     kp, ka, kb, kl, kf = jax.random.split(key, 5)
     prompt = sample_prompts(task, kp, n)
     y0 = prompt[:, -1]
@@ -206,14 +224,13 @@ def sample_preference_pairs(
     a_wins = jax.random.bernoulli(kl, jax.nn.sigmoid(beta * (ra - rb)))
     a_wins ^= jax.random.bernoulli(kf, flip_rate, (n,))
     pick = lambda x, y: jnp.where(a_wins.reshape((-1,) + (1,) * (x.ndim - 1)), x, y)
-    out = {
+    return {
         "prompt": prompt,
         "chosen": pick(a, b),
         "rejected": pick(b, a),
         "chosen_gold": pick(ra, rb),
         "rejected_gold": pick(rb, ra),
     }
-    return {k: np.asarray(v) for k, v in out.items()}
 
 
 def pairs_to_batch(pairs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
