@@ -137,14 +137,22 @@ def test_extremes_are_finite():
         assert np.all(np.isfinite(out)) and np.all(np.isfinite(grad))
 
 
-def test_reward_law_matches_enumeration():
-    _, transition, levels = _world(6)
+def test_reward_law_matches_enumeration_and_convolution():
+    worlds = [_world(6), _world(7, memoryless=True)]
+    transition, levels = np.stack([w[1] for w in worlds]), np.stack([w[2] for w in worlds])
     law = np.asarray(theory.markov_reward_law(transition, levels, length=T, num_levels=L))
-    assert law.shape == (V, T * (L - 1) + 1)
-    for y0 in range(V):
-        _, log_p, r = _enumerate(transition, levels, y0)
-        ref = np.bincount(r.astype(int), weights=np.exp(log_p), minlength=law.shape[1])
-        np.testing.assert_allclose(law[y0], ref, atol=1e-6)
+    assert law.shape == (2, V, T * (L - 1) + 1)
+    for w in range(2):
+        for y0 in range(V):
+            _, log_p, r = _enumerate(transition[w], levels[w], y0)
+            ref = np.bincount(r.astype(int), weights=np.exp(log_p), minlength=law.shape[-1])
+            np.testing.assert_allclose(law[w, y0], ref, atol=1e-6)
+    # Memoryless: the T-fold convolution of the per-token reward law, whatever y_0.
+    token = np.bincount(levels[1, 0].astype(int), weights=transition[1, 0], minlength=L)
+    ref = np.array([1.0])
+    for _ in range(T):
+        ref = np.convolve(ref, token)
+    np.testing.assert_allclose(law[1], np.broadcast_to(ref, law[1].shape), atol=1e-6)
 
 
 def test_reward_law_rejects_off_lattice_rewards():
