@@ -27,6 +27,20 @@ from rewardjax.evaluate.pairs import (
     section_scores,
     subset_accuracy,
 )
+from rewardjax.evaluate.report import (
+    markdown_table,
+    plot_bon_curves,
+    plot_reliability,
+    plot_subset_accuracy,
+    write_report,
+)
+from rewardjax.evaluate.runner import (
+    PairReport,
+    evaluate_pairs,
+    evaluate_reward_model,
+    score_pair_batches,
+    synthetic_bon_curves,
+)
 
 __all__ = [
     "REWARDBENCH_SECTIONS",
@@ -34,18 +48,28 @@ __all__ = [
     "Calibration",
     "GoldAgreement",
     "MarginStats",
+    "PairReport",
     "SubsetAccuracy",
     "calibration",
     "empirical_bon_gold_curves",
+    "evaluate_pairs",
+    "evaluate_reward_model",
     "exact_bon_gold_curves",
     "gold_agreement",
     "gold_pair_accuracy",
     "kendall_tau",
     "margin_stats",
+    "markdown_table",
     "pair_accuracy",
     "pair_calibration",
     "pair_correct",
+    "plot_bon_curves",
+    "plot_reliability",
+    "plot_subset_accuracy",
+    "score_pair_batches",
     "section_scores",
     "spearman",
     "subset_accuracy",
+    "synthetic_bon_curves",
+    "write_report",
 ]
