@@ -139,3 +139,31 @@ def test_batches_use_offset_ids(task):
     merged = {k: np.concatenate([b[k] for b in out]) for k in batch}
     rows = lambda b: sorted(zip(*(map(tuple, b[k].reshape(10, -1).tolist()) for k in sorted(b))))
     assert rows(merged) == rows(batch)
+
+
+def test_theory_applies_to_the_task():
+    """rewardjax.theory's exact optimum on the task's arrays agrees with enumeration here."""
+    from rewardjax import theory
+
+    additive = data.make_markov_task(5, vocab_size=V, length=T, prompt_length=2)
+    ys, beta = all_sequences(T), 0.5
+    policy = theory.markov_optimal_policy(
+        additive.transition, additive.bigram_reward, beta, length=T
+    )
+    for y0 in range(V):
+        y0s = np.full(len(ys), y0)
+        log_p = np.asarray(synthetic.response_logprob(additive, y0s, ys))
+        gold = np.asarray(synthetic.gold_reward(additive, y0s, ys))
+        tilted = special.softmax(log_p + gold / beta)  # π*(y | y0) ∝ p(y | y0) e^{r(y)/β}
+        full = np.concatenate([y0s[:, None], ys], axis=1)
+        steps = np.asarray(policy)[np.arange(T), full[:, :-1], full[:, 1:]]
+        np.testing.assert_allclose(steps.prod(-1), tilted, rtol=1e-4, atol=1e-7)
+    base = np.broadcast_to(additive.transition, (T, V, V))
+    kl, reward = theory.markov_policy_kl_reward(
+        additive.start_probs, base, additive.transition, additive.bigram_reward
+    )
+    y0s = np.repeat(np.arange(V), len(ys))
+    tiled = np.tile(ys, (V, 1))
+    weights = additive.start_probs[y0s] * np.exp(synthetic.response_logprob(additive, y0s, tiled))
+    expected = (weights * synthetic.gold_reward(additive, y0s, tiled)).sum()
+    np.testing.assert_allclose([kl, reward], [0.0, expected], atol=1e-5)
