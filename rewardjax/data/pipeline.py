@@ -175,7 +175,10 @@ def encode_records(
             raise ValueError(f"record {i}: rating attributes differ from record 0's {attributes}")
         if kind == "ranked" and len(texts) != len(records[0].responses):
             raise ValueError(f"record {i}: {len(texts)} responses, record 0 has a different K")
-        encoded = [encode_example(tokenizer, record.prompt, t) for t in texts]
+        try:
+            encoded = [encode_example(tokenizer, record.prompt, t) for t in texts]
+        except ValueError as e:
+            raise ValueError(f"record {i}: {e}") from e
         prompt, responses = encoded[0][0], [r for _, r in encoded]
         prompt, responses, truncated = _fit(prompt, responses, max_length, max_prompt_length)
         if truncated and overlength == "drop":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import glob
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -174,7 +175,8 @@ def load_records(
     """Reads `path`, maps each row through the named `layout` adapter and validates it.
 
     Args:
-      path: a local file or folder (see the module docstring for formats).
+      path: a local file or folder (see the module docstring for formats), or a glob pattern
+        (e.g. the shards "data/train-*.parquet" of a Hugging Face dataset), read in sorted order.
       layout: a key of `adapters.ADAPTERS` ("hh", "ultrafeedback_binarized", "helpsteer2",
         "rewardbench", or a canonical kind: "pairwise", "ranked", "rating", "unpaired", "sft").
       format: one of `FORMATS`; guessed from the path when None.
@@ -188,15 +190,20 @@ def load_records(
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    files = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+    if not files:
+        raise FileNotFoundError(f"{path}: no file matches")
     records, skipped, examples, num_read = [], collections.Counter(), [], 0
-    for location, raw in read_rows(path, format=format, split=split):
+    for file, (location, raw) in (
+        (f, row) for f in files for row in read_rows(f, format=format, split=split)
+    ):
         num_read += 1
         try:
             try:
                 kind, canonical = adapt(layout, raw)
             except FieldError as e:
-                raise RecordError(path, location, e.field, e.problem, e.fix) from None
-            records.append(parse_record(kind, canonical, source=path, location=location))
+                raise RecordError(file, location, e.field, e.problem, e.fix) from None
+            records.append(parse_record(kind, canonical, source=file, location=location))
         except RecordError as e:
             if on_error == "raise":
                 raise

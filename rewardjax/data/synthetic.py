@@ -207,7 +207,9 @@ def sample_preference_pairs(
 
     Returns:
       numpy dict: "prompt" int32 [n, P], "chosen", "rejected" int32 [n, T], "chosen_gold",
-      "rejected_gold" float32 [n].
+      "rejected_gold" float32 [n]. The two responses are independent draws, so a pair may hold the
+      same response twice (probability Σ_y π_0(y | y_0)², small unless V^T is); its label is then
+      a coin flip, as Bradley–Terry says, and it is kept.
     """
     if not 0.0 <= flip_rate <= 1.0:
         raise ValueError(f"flip_rate must be in [0, 1], got {flip_rate}")

@@ -198,3 +198,9 @@ def test_encode_errors():
         data.encode_records(mixed, TOK, max_length=8)
     with pytest.raises(ValueError, match="max_prompt_length"):
         data.encode_records(mixed[:1], TOK, max_length=8, max_prompt_length=8)
+
+
+def test_unencodable_record_is_named():
+    records = [data.SFTRecord("p", "ok"), data.SFTRecord("p", "bad\x00byte")]
+    with pytest.raises(ValueError, match="record 1: text contains a NUL"):
+        data.encode_records(records, TOK, max_length=8)

@@ -233,3 +233,17 @@ def test_unknown_names():
         data.adapt("nope", {})
     with pytest.raises(ValueError, match="cannot tell the format"):
         list(data.read_rows(os.path.join("x", "file.csv")))
+
+
+def test_glob_of_parquet_shards(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for i, row in enumerate(TABLE_ROWS):
+        pq.write_table(
+            pa.Table.from_pylist([row]), str(tmp_path / f"train-{i:05d}-of-00002.parquet")
+        )
+    records, report = data.load_records(str(tmp_path / "train-*.parquet"))
+    assert records == EXPECTED[:2] and report.num_read == 2
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        data.load_records(str(tmp_path / "test-*.parquet"))
