@@ -1,5 +1,8 @@
 """Tokenise records once, then serve shuffled, sharded, padded batches through grain.
 
+Tokenising eagerly, once, makes the truncation and drop counts exact before training starts and
+keeps the iterator state a plain position in a fixed order.
+
 1. `encode_records(records, tokenizer, max_length=...)` tokenises every record (prompt and responses
    separately, see `tokenizers.encode_example`) and fits it into `max_length` tokens: "truncate"
    keeps the end of the prompt (at least `max_prompt_length` tokens of it, or all of it when the
@@ -15,8 +18,9 @@
    `jax.process_count()`, or one per data-parallel rank), so each global step's batch is the union
    of the shards' batches; elements are padded to `max_length` with id 0 and batched into the dicts
    of numpy arrays of the batch formats (see `BATCH_KEYS`). The iterator of the returned
-   `grain.IterDataset` has `get_state()` / `set_state()`: restoring a saved state resumes at the
-   same batch, in the same order.
+   `grain.IterDataset` has `get_state()` / `set_state()` (a small JSON-able dict; orbax saves it
+   with `grain.checkpoint.CheckpointSave(iterator)`): restoring it resumes at the same batch, in
+   the same order.
 """
 
 from __future__ import annotations
