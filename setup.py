@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "tokenizers>=0.20",
     "safetensors>=0.4",
     "pyarrow>=15",
+    "jinja2>=3.1",
 ]
 
 EXTRAS_REQUIRE = {
