@@ -45,7 +45,7 @@ __all__ = [
 # is within float precision of the support's edge.
 _SINH_BRACKET = 40.0
 # Below this |α - 1| the Rényi cross-entropy uses its second-order expansion around α = 1.
-_ALPHA_EPS = 1e-3
+_ALPHA_EPS = 1e-4
 
 
 @jax.jit
@@ -152,9 +152,10 @@ def renyi_cross_entropy(
 ) -> Float[Array, "*b"]:
     """Rényi cross-entropy H_α(p, q) = (1/(1-α)) log Σ_y p(y) q(y)^{α-1}.
 
-    Tends to the cross-entropy -Σ p log q as α → 1; near α = 1 (|α - 1| < 1e-3) it uses the
-    expansion -E_p[log q] - (α - 1) Var_p(log q)/2, exact to O((α - 1)²). +∞ when α < 1 and q = 0
-    somewhere p > 0.
+    Tends to the cross-entropy -Σ p log q as α → 1. For |α - 1| < 1/2 the log-moment is computed as
+    log1p(E_p[expm1((α - 1) log q)]), which keeps full precision as α → 1, and for |α - 1| < 1e-4
+    the expansion -E_p[log q] - (α - 1) Var_p(log q)/2 (exact to O((α - 1)²)) is used. +∞ when
+    α < 1 and q = 0 somewhere p > 0.
 
     Reference: Yang et al. 2024, "Asymptotics of Language Model Alignment", arXiv 2404.01730.
 
@@ -168,14 +169,21 @@ def renyi_cross_entropy(
     """
     t = jnp.asarray(alpha, jnp.result_type(p, q, float))[..., None] - 1.0
     on_p = p > 0
-    log_q = support_log_probs(q)
+    log_p, log_q = support_log_probs(p), support_log_probs(q)
     near_one = jnp.abs(t) < _ALPHA_EPS
     safe_t = jnp.where(near_one, 1.0, t)
     exponent = jnp.where(on_p, safe_t * log_q, 0.0)
-    general = jax.nn.logsumexp(support_log_probs(p) + exponent, axis=-1) / -safe_t[..., 0]
+    # K = log E_p[q^t]. For small |t| as log1p(E_p[expm1(t log q)]), which keeps full relative
+    # precision (log Σ p q^t would lose eps/|t| to cancellation); else by logsumexp.
+    mass = jnp.sum(p, axis=-1)
+    moderate = jnp.abs(t[..., 0]) < 0.5
+    mean_expm1 = jnp.sum(jnp.where(on_p, p * jnp.expm1(exponent), 0.0), axis=-1) / mass
+    log1p_form = jnp.log1p(jnp.where(moderate, mean_expm1, 0.0))
+    lse_form = jax.nn.logsumexp(log_p + exponent, axis=-1) - jnp.log(mass)
+    general = jnp.where(moderate, log1p_form, lse_form) / -safe_t[..., 0]
     safe_log_q = jnp.where(on_p, log_q, 0.0)
-    mean = jnp.sum(jnp.where(on_p, p * safe_log_q, 0.0), axis=-1)
-    var = jnp.sum(jnp.where(on_p, p * (safe_log_q - mean[..., None]) ** 2, 0.0), axis=-1)
+    mean = jnp.sum(jnp.where(on_p, p * safe_log_q, 0.0), axis=-1) / mass
+    var = jnp.sum(jnp.where(on_p, p * (safe_log_q - mean[..., None]) ** 2, 0.0), axis=-1) / mass
     limit = -mean - t[..., 0] * var / 2
     return jnp.where(near_one[..., 0], limit, general)
 

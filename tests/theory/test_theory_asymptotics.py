@@ -124,6 +124,9 @@ def test_renyi_cross_entropy_reference_and_alpha_one():
 
 @hypothesis.settings(max_examples=20, deadline=None)
 @hypothesis.given(st.integers(0, 10_000), st.floats(1e-6, 5e-2), st.sampled_from([-1.0, 1.0]))
+@hypothesis.example(85, 1e-3, 1.0)  # float32 cancellation here once cost 7e-5
+@hypothesis.example(0, 1e-4, -1.0)  # both sides of the switch to the expansion
+@hypothesis.example(0, 1.0001e-4, 1.0)
 def test_renyi_cross_entropy_tends_to_cross_entropy(seed, delta, sign):
     rng = np.random.default_rng(seed)
     p, q = rng.dirichlet(np.ones(Y)), rng.dirichlet(np.ones(Y))
@@ -131,7 +134,7 @@ def test_renyi_cross_entropy_tends_to_cross_entropy(seed, delta, sign):
     cross_entropy = -np.sum(p * log_q)
     var = np.sum(p * (log_q + cross_entropy) ** 2)
     got = theory.renyi_cross_entropy(p, q, 1.0 + sign * delta)
-    # H_α = CE - (α - 1) Var/2 + O((α - 1)²): continuous across the switch at |α - 1| = 1e-3.
+    # H_α = CE - (α - 1) Var/2 + O((α - 1)²): continuous across the switch at |α - 1| = 1e-4.
     np.testing.assert_allclose(
         got,
         cross_entropy - sign * delta * var / 2,
