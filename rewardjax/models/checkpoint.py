@@ -203,7 +203,7 @@ def load_hf(folder: str, **overrides: Any) -> tuple[TransformerConfig, dict[str,
         cfg = config_from_hf(json.load(f), **overrides)
     tensors = _read_tensors(folder)
     used = set()
-    dtype = np.dtype(cfg.params_dtype)
+    dtype = np.dtype(cfg.storage_dtype)
 
     def take(name: str, shape: tuple[int, ...]) -> np.ndarray:
         if name not in tensors:

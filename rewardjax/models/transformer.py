@@ -115,10 +115,12 @@ class TransformerConfig:
 
     @property
     def compute_dtype(self):
+        """``dtype`` as a numpy dtype."""
         return jnp.dtype(self.dtype)
 
     @property
-    def params_dtype(self):
+    def storage_dtype(self):
+        """``param_dtype`` as a numpy dtype."""
         return jnp.dtype(self.param_dtype)
 
 
@@ -185,7 +187,7 @@ class Block(nn.Module):
             eps=cfg.norm_eps,
             plus_one=cfg.norm_plus_one,
             dtype=cfg.compute_dtype,
-            param_dtype=cfg.params_dtype,
+            param_dtype=cfg.storage_dtype,
         )
         h, kv = Attention(
             n_heads=cfg.n_heads,
@@ -194,7 +196,7 @@ class Block(nn.Module):
             qkv_bias=cfg.qkv_bias,
             init_std=cfg.init_std,
             dtype=cfg.compute_dtype,
-            param_dtype=cfg.params_dtype,
+            param_dtype=cfg.storage_dtype,
             name="attn",
         )(RMSNorm(**norm, name="attn_norm")(x), mask, sin, cos, kv, index)
         x = nn.with_logical_constraint(x + h, ("batch", "length", "embed"))
@@ -203,7 +205,7 @@ class Block(nn.Module):
             activation=cfg.mlp_activation,
             init_std=cfg.init_std,
             dtype=cfg.compute_dtype,
-            param_dtype=cfg.params_dtype,
+            param_dtype=cfg.storage_dtype,
             name="mlp",
         )(RMSNorm(**norm, name="mlp_norm")(x))
         x = nn.with_logical_constraint(x + h, ("batch", "length", "embed"))
@@ -228,7 +230,7 @@ class Transformer(nn.Module):
                 nn.initializers.normal(stddev=cfg.init_std), ("vocab", "embed")
             ),
             dtype=cfg.compute_dtype,
-            param_dtype=cfg.params_dtype,
+            param_dtype=cfg.storage_dtype,
         )
         block = nn.remat(Block, prevent_cse=False) if cfg.remat else Block
         self.layers = nn.scan(
@@ -243,7 +245,7 @@ class Transformer(nn.Module):
             eps=cfg.norm_eps,
             plus_one=cfg.norm_plus_one,
             dtype=cfg.compute_dtype,
-            param_dtype=cfg.params_dtype,
+            param_dtype=cfg.storage_dtype,
         )
 
     def __call__(
@@ -344,7 +346,7 @@ class CausalLM(nn.Module):
                     nn.initializers.normal(stddev=cfg.init_std), ("embed", "vocab")
                 ),
                 (cfg.d_model, cfg.vocab_size),
-                cfg.params_dtype,
+                cfg.storage_dtype,
             )
 
     def hidden_and_logits(self, tokens, **kwargs):

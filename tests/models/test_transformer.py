@@ -4,11 +4,21 @@ KV-cache decoding, remat and dtype policy. Parity with Hugging Face lives in tes
 import dataclasses
 
 import flax.linen as nn
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 
+from rewardjax.models.layers import (
+    RMSNorm,
+    RopeScaling,
+    apply_rope,
+    rope_inverse_frequencies,
+    rope_sin_cos,
+)
 from rewardjax.models.presets import PRESETS, get_preset
 from rewardjax.models.transformer import (
     CausalLM,
@@ -96,6 +106,66 @@ def test_segment_positions_reference():
                 run -= 1
             expected[b, t] = t - run
     np.testing.assert_array_equal(segment_positions(jnp.asarray(seg)), expected)
+
+
+_INV_FREQ = rope_inverse_frequencies(16, 10000.0)
+
+
+@jax.jit
+def _rope_dot(q, k, m, n):
+    """<rope(q, m), rope(k, n)> for q, k of shape [Dh]."""
+    sq, cq = rope_sin_cos(jnp.full((1, 1), m), _INV_FREQ)
+    sk, ck = rope_sin_cos(jnp.full((1, 1), n), _INV_FREQ)
+    return jnp.vdot(
+        apply_rope(q[None, None, None], sq, cq), apply_rope(k[None, None, None], sk, ck)
+    )
+
+
+@hypothesis.settings(max_examples=20, deadline=None)
+@hypothesis.given(m=st.integers(0, 500), n=st.integers(0, 500), shift=st.integers(0, 500))
+def test_rope_scores_depend_only_on_relative_position(m, n, shift):
+    q, k = np.random.RandomState(m + n).randn(2, 16).astype(np.float32)
+    q, k = jnp.asarray(q), jnp.asarray(k)
+    np.testing.assert_allclose(
+        _rope_dot(q, k, m, n), _rope_dot(q, k, m + shift, n + shift), rtol=1e-3, atol=1e-3
+    )
+
+
+def test_rope_preserves_norm_and_has_gradients():
+    x = jnp.asarray(np.random.RandomState(0).randn(2, 3, 4, 16), jnp.float32)
+    sin, cos = rope_sin_cos(jnp.arange(6).reshape(2, 3), _INV_FREQ)
+    rot = jax.jit(apply_rope)(x, sin, cos)
+    np.testing.assert_allclose(
+        jnp.linalg.norm(rot, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-5
+    )
+    check_grads(lambda x: apply_rope(x, sin, cos), (x,), order=1, modes=["rev"], atol=1e-2)
+
+
+@pytest.mark.parametrize("plus_one", [False, True])
+def test_rmsnorm_reference_scale_invariance_and_gradients(plus_one):
+    x = jnp.asarray(np.random.RandomState(1).randn(3, 8) * 5, jnp.float32)
+    norm = RMSNorm(eps=1e-6, plus_one=plus_one)
+    w = {"params": {"scale": jnp.linspace(-0.5, 0.5, 8)}}
+    fn = jax.jit(lambda x: norm.apply(w, x))
+    xn = np.asarray(x, np.float64)
+    scale = np.linspace(-0.5, 0.5, 8) + (1.0 if plus_one else 0.0)
+    ref = xn / np.sqrt((xn**2).mean(-1, keepdims=True) + 1e-6) * scale
+    np.testing.assert_allclose(fn(x), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fn(x * 1e4), fn(x), rtol=1e-5, atol=1e-6)
+    check_grads(fn, (x,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)
+
+
+def test_llama3_rope_scaling_bands():
+    """Llama 3.1 scaling: high frequencies kept, low frequencies divided by the factor."""
+    base = np.asarray(rope_inverse_frequencies(128, 500000.0))
+    scaling = RopeScaling(kind="llama3", factor=8.0, original_max_position=8192)
+    scaled = np.asarray(rope_inverse_frequencies(128, 500000.0, scaling))
+    wavelen = 2 * np.pi / base
+    high, low = wavelen < 8192 / 4, wavelen > 8192 / 1
+    np.testing.assert_allclose(scaled[high], base[high], rtol=1e-6)
+    np.testing.assert_allclose(scaled[low], base[low] / 8, rtol=1e-6)
+    mid = ~high & ~low
+    assert mid.any() and np.all((scaled[mid] < base[mid]) & (scaled[mid] > base[mid] / 8))
 
 
 def test_left_and_right_padding_invariance(fwd):
