@@ -107,6 +107,7 @@ def plot_subset_accuracy(
     fig = Figure(figsize=(6, 1.2 + 0.35 * len(labels)))
     ax = fig.add_subplot()
     ax.barh(labels, accuracy[keep])
+    ax.invert_yaxis()  # first subset on top
     ax.axvline(0.5, color="gray", linestyle="--")
     ax.set(xlim=(0, 1), xlabel="pair accuracy")
     fig.tight_layout()

@@ -11,6 +11,7 @@ Papers: Lambert et al. 2024, "RewardBench", arXiv 2403.13787; Gao et al. 2022, "
 Reward Model Overoptimization", arXiv 2210.10760.
 """
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -125,6 +126,20 @@ def _member_mean(reward: jax.Array) -> jax.Array:
     return reward if reward.ndim == 1 else jnp.mean(reward, axis=0)
 
 
+# Jitted with the (hashable) reward function static: one compilation per model and batch shape,
+# shared across calls.
+@functools.partial(jax.jit, static_argnums=0)
+def _score_pairs(reward_fn, params, batch):
+    chosen, rejected = score_pairs(reward_fn, params, batch)
+    return _member_mean(chosen.reward), _member_mean(rejected.reward)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _score(reward_fn, params, tokens, completion_mask):
+    out = reward_fn.apply(params, tokens, jnp.ones_like(tokens), completion_mask)
+    return _member_mean(out.reward)
+
+
 _PAIR_INPUTS = tuple(
     f"{side}_{name}" for side in ("chosen", "rejected") for name in ("tokens", "mask")
 )
@@ -141,7 +156,8 @@ def score_pair_batches(
 
     Each batch is a `rewardjax.data` pairwise batch (`{chosen,rejected}_{tokens,mask}`, optional
     `_completion_mask`, `weight`, `subset`, and `chosen_gold`/`rejected_gold` on the synthetic
-    task); the forward pass is jitted once per batch shape. An ensemble's reward is its mean.
+    task); the forward pass is jitted once per model and batch shape. An ensemble's reward is its
+    members' mean. `reward_fn` must be hashable (flax modules are).
 
     Args:
       reward_fn: has `apply(params, tokens, mask, completion_mask)` (e.g. `models.RewardModel`).
@@ -154,11 +170,6 @@ def score_pair_batches(
       "rejected_gold" when the batches carry them.
     """
 
-    @jax.jit
-    def score(params, batch):
-        chosen, rejected = score_pairs(reward_fn, params, batch)
-        return _member_mean(chosen.reward), _member_mean(rejected.reward)
-
     keys = (*_PAIR_INPUTS, "chosen_completion_mask", "rejected_completion_mask")
     parts: dict[str, list[np.ndarray]] = {}
     for i, batch in enumerate(batches):
@@ -167,7 +178,9 @@ def score_pair_batches(
         missing = [k for k in _PAIR_INPUTS if k not in batch]
         if missing:
             raise KeyError(f"score_pair_batches: batch {i} lacks the pairwise fields {missing}.")
-        chosen, rejected = score(params, {k: batch[k] for k in keys if k in batch})
+        chosen, rejected = _score_pairs(
+            reward_fn, params, {k: batch[k] for k in keys if k in batch}
+        )
         size = chosen.shape[0]
         found = {"chosen": chosen, "rejected": rejected}
         found["weight"] = batch.get("weight", np.ones(size, np.float32))
@@ -248,18 +261,17 @@ def synthetic_bon_curves(
     completion = np.zeros_like(tokens)
     completion[:, prompts.shape[1] :] = 1
 
-    @jax.jit
-    def score(params, tokens, completion):
-        out = reward_fn.apply(params, tokens, jnp.ones_like(tokens), completion)
-        return _member_mean(out.reward)
-
     total = tokens.shape[0]
     pad = -total % batch_size  # fixed chunk shape: one compilation
     tokens = np.pad(tokens, ((0, pad), (0, 0)), constant_values=1)
     completion = np.pad(completion, ((0, pad), (0, 0)))
     proxy = np.concatenate(
         [
-            np.asarray(score(params, tokens[i : i + batch_size], completion[i : i + batch_size]))
+            np.asarray(
+                _score(
+                    reward_fn, params, tokens[i : i + batch_size], completion[i : i + batch_size]
+                )
+            )
             for i in range(0, tokens.shape[0], batch_size)
         ]
     )[:total]

@@ -19,7 +19,9 @@ def world():
     model = RewardModel(config)
     pairs = synthetic.sample_preference_pairs(task, jax.random.key(1), 21)
     batch = synthetic.pairs_to_batch(pairs)
-    params = model.init(jax.random.key(2), batch["chosen_tokens"][:2], batch["chosen_mask"][:2])
+    params = jax.jit(model.init)(
+        jax.random.key(2), batch["chosen_tokens"][:2], batch["chosen_mask"][:2]
+    )
     return task, model, params, batch
 
 
@@ -39,8 +41,9 @@ def test_score_pair_batches_matches_direct_forward(world):
     batches = _split(batch, 8)
     arrays = evaluate.score_pair_batches(model, params, iter(batches))
     assert arrays["chosen"].shape == (24,)
+    apply = jax.jit(model.apply)
     for side in ("chosen", "rejected"):
-        direct = model.apply(
+        direct = apply(
             params, batch[f"{side}_tokens"], batch[f"{side}_mask"], batch[f"{side}_completion_mask"]
         ).reward
         np.testing.assert_allclose(arrays[side][:21], direct, rtol=1e-5, atol=1e-5)
