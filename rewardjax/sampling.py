@@ -132,7 +132,8 @@ def sample(
     Args:
       model: the ``CausalLM`` (static: its config is part of the compiled program).
       params: its parameters.
-      prompt_tokens, prompt_mask: prompts and their 0/1 masks, left- or right-padded.
+      prompt_tokens, prompt_mask: prompts and their 0/1 masks, left- or right-padded; every
+        prompt needs at least one real token (e.g. a BOS token).
       key: PRNG key; the same key gives the same samples.
       max_new_tokens, num_samples, top_k, top_p, stop_tokens: static settings (a change
         recompiles); ``temperature`` and ``pad_id`` are traced (no recompilation).

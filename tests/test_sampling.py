@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rewardjax import losses
 from rewardjax.models import CausalLM, get_preset
 from rewardjax.sampling import completion_logprobs, filter_logits, sample
 
@@ -62,6 +63,10 @@ def test_shapes_and_logprobs_equal_teacher_forcing(lm, drawn):
     )
     np.testing.assert_allclose(drawn.logprobs.reshape(rows, L), ref[:, -L:], atol=1e-5)
     np.testing.assert_array_equal(ref[:, : PROMPTS.shape[1]], 0.0)
+    # Summed, it is losses.sequence_logprobs of the shifted logits.
+    logits, _ = jax.jit(model.apply)(params, full, segment_ids=mask)
+    seq = losses.sequence_logprobs(logits[:, :-1], full[:, 1:], where=completion[:, 1:] > 0)
+    np.testing.assert_allclose(ref.sum(1), seq, rtol=1e-5)
     # temperature 1, no truncation: the sampled distribution is the model's.
     np.testing.assert_allclose(drawn.sampling_logprobs, drawn.logprobs, atol=1e-5)
     # the N samples of one prompt are different draws
