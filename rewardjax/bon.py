@@ -275,23 +275,37 @@ class BonCurves(NamedTuple):
     kl: Array  # log n - (n-1)/n: the exact KL for a tie-free (continuous) reward, else a bound
 
 
-def _window_expectation(r_desc: Array, ns: np.ndarray, q_hi: np.ndarray, q_lo: np.ndarray) -> Array:
+def _sort_last(x: Array) -> Array:
+    """Sort along the last axis; float32 goes through order-preserving int32 keys.
+
+    XLA's CPU sort is ~3× faster on int32 than on float32 keys. The key flips the magnitude bits
+    of negative floats, so integer order is float order (-0.0 sorts just before +0.0).
+    """
+    if x.dtype != jnp.float32:
+        return jnp.sort(x, axis=-1)
+    flip = jnp.int32(0x7FFFFFFF)
+    bits = jax.lax.bitcast_convert_type(x, jnp.int32)
+    keys = jnp.sort(jnp.where(bits < 0, bits ^ flip, bits), axis=-1)
+    return jax.lax.bitcast_convert_type(jnp.where(keys < 0, keys ^ flip, keys), jnp.float32)
+
+
+def _window_expectation(r_desc: Array, ns: np.ndarray, q_table: np.ndarray) -> Array:
     """Σ_d w_n(d) r_(M-d) over the top `window` order statistics for each n in ns."""
-    size = q_hi.shape[0]
+    size = q_table.shape[-1] // 2  # the table is zero-padded to 2M entries
     window = r_desc.shape[-1]
+    # The weights depend only on constants; the barrier stops XLA from folding them at compile
+    # time (minutes, and gigabytes of constants) — computing them at run time is cheap.
+    table, n = jax.lax.optimization_barrier((jnp.asarray(q_table), jnp.asarray(ns, jnp.int32)))
+    n = n[:, None]
     d = jnp.arange(window)
-    n = jnp.asarray(ns, jnp.int32)[:, None]
-    idx = n - 1 + d
-    valid = idx <= size - 1
-    idx = jnp.minimum(idx, size - 1)
+    valid = n - 1 + d <= size - 1
     # log w_n(d) = log(n/M) + Q(n-1+d) - Q(n-1) - Q(d), each Q split into float32 hi + lo parts;
     # the hi parts are subtracted in the order that keeps each difference exact (Sterbenz).
-    q_hi, q_lo = jnp.asarray(q_hi), jnp.asarray(q_lo)
-    a_hi, a_lo = q_hi[idx], q_lo[idx]
-    b_hi, b_lo = q_hi[n - 1], q_lo[n - 1]
-    c_hi, c_lo = q_hi[:window], q_lo[:window]
+    rows = jax.vmap(lambda s: jax.lax.dynamic_slice_in_dim(table, s, window, axis=1))(n[:, 0] - 1)
+    (a_hi, a_lo), (b_hi, b_lo) = rows.transpose(1, 0, 2), table[:, n - 1]
+    c_hi, c_lo = table[:, :window]
     hi = jnp.where(d >= n - 1, (a_hi - c_hi) - b_hi, (a_hi - b_hi) - c_hi)
-    lo = (a_lo - b_lo) - c_lo + jnp.asarray(np.log(ns / size), jnp.float32)[:, None]
+    lo = (a_lo - b_lo) - c_lo + jnp.log(n / size)
     weights = jnp.where(valid, jnp.exp(hi + lo), 0.0)
     return jnp.einsum("...l,kl->...k", r_desc, weights.astype(r_desc.dtype))
 
@@ -300,7 +314,7 @@ def empirical_bon_curves(
     rewards: Float[ArrayLike, "*batch N"],
     ns: Int[ArrayLike, " K"],
     *,
-    tail_mass: float = 1e-8,
+    tail_mass: float = 1e-7,
 ) -> BonCurves:
     """Expected best-of-n reward for many n from M reward samples of the base policy, no resampling.
 
@@ -348,16 +362,17 @@ def _empirical_bon_curves(rewards: Array, ns: tuple[int, ...], tail_mass: float)
     ns_np = np.asarray(ns)
     size = rewards.shape[-1]
     q = np.concatenate([[0.0], np.cumsum(np.log(np.arange(size - 1, 0, -1, dtype=np.float64)))])
+    q = np.concatenate([q, np.zeros(size)])  # padding: slices past the end are masked
     q_hi = q.astype(np.float32)
-    q_lo = (q - q_hi).astype(np.float32)
-    r_desc = jnp.flip(jnp.sort(rewards, axis=-1), axis=-1)
+    q_table = np.stack([q_hi, (q - q_hi).astype(np.float32)])  # [2, 2M]
+    r_desc = jnp.flip(_sort_last(rewards), axis=-1)
     needed = np.ceil(size * np.log(1 / tail_mass) / ns_np) + 1
     # Windows rounded up to powers of √2 (few distinct static shapes, ≤ 41% extra work).
     windows = np.minimum(size, np.ceil(np.sqrt(2) ** np.ceil(2 * np.log2(needed)))).astype(int)
     parts, positions = [], []
     for window in np.unique(windows):
         (pos,) = np.nonzero(windows == window)
-        parts.append(_window_expectation(r_desc[..., :window], ns_np[pos], q_hi, q_lo))
+        parts.append(_window_expectation(r_desc[..., :window], ns_np[pos], q_table))
         positions.append(pos)
     reward = jnp.concatenate(parts, axis=-1)[..., np.argsort(np.concatenate(positions))]
     return BonCurves(reward, bon_kl_bound(jnp.asarray(ns_np, rewards.dtype)))
