@@ -28,6 +28,7 @@ from rewardjax.evaluate.pairs import (
     subset_accuracy,
 )
 from rewardjax.evaluate.report import (
+    fit_bon_gold,
     markdown_table,
     plot_bon_curves,
     plot_reliability,
@@ -55,6 +56,7 @@ __all__ = [
     "evaluate_pairs",
     "evaluate_reward_model",
     "exact_bon_gold_curves",
+    "fit_bon_gold",
     "gold_agreement",
     "gold_pair_accuracy",
     "kendall_tau",

@@ -4,7 +4,8 @@ Plots use matplotlib's object API (`matplotlib.figure.Figure`, Agg canvas), so n
 global pyplot state or needs a display.
 
 - reliability diagram of the Bradley–Terry probabilities (Guo et al. 2017, arXiv 1706.04599);
-- best-of-n gold and proxy reward against KL (Gao et al. 2022, arXiv 2210.10760, Figure 1);
+- best-of-n gold and proxy reward against KL, with the fit of Gao et al.'s law
+  (Gao et al. 2022, arXiv 2210.10760, Figure 1 and eq. (1));
 - pair accuracy per subset (Lambert et al. 2024, "RewardBench", arXiv 2403.13787).
 """
 
@@ -16,11 +17,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from rewardjax import theory
 from rewardjax.evaluate.gold import BonGoldCurves
 from rewardjax.evaluate.pairs import Calibration
 from rewardjax.evaluate.runner import PairReport
 
 __all__ = [
+    "fit_bon_gold",
     "markdown_table",
     "plot_bon_curves",
     "plot_reliability",
@@ -76,14 +79,37 @@ def plot_reliability(cal: Calibration, path: str | os.PathLike) -> str:
     return str(path)
 
 
-def plot_bon_curves(curves: BonGoldCurves, path: str | os.PathLike) -> str:
-    """Best-of-n reward against KL: proxy and gold reward of proxy-selected BoN, gold ceiling."""
+def fit_bon_gold(curves: BonGoldCurves) -> theory.OveroptimizationFit:
+    """Gao et al.'s best-of-n law R(d) = d (α - β d), d = √KL, fitted to the gold reward gained
+    over n = 1 by the proxy's best-of-n (least squares, `theory.fit_overoptimization`).
+
+    Reference: Gao, Schulman, Hilton 2022, arXiv 2210.10760, eq. (1).
+    """
+    gold = np.asarray(curves.gold_reward)
+    gain = gold - gold[np.argmin(np.asarray(curves.n))]
+    fit = theory.fit_overoptimization(np.asarray(curves.kl), gain, "bon")
+    return theory.OveroptimizationFit(*(float(x) for x in fit))
+
+
+def plot_bon_curves(
+    curves: BonGoldCurves,
+    path: str | os.PathLike,
+    *,
+    fit: theory.OveroptimizationFit | None = None,
+) -> str:
+    """Best-of-n reward against KL: proxy and gold reward of proxy-selected BoN, gold ceiling, and
+    optionally the Gao et al. fit of the gold reward (`fit_bon_gold`)."""
     fig = Figure(figsize=(5.5, 4))
     ax = fig.add_subplot()
     kl = np.asarray(curves.kl)
     ax.plot(kl, np.asarray(curves.proxy_reward), "o-", label="proxy reward (BoN by proxy)")
     ax.plot(kl, np.asarray(curves.gold_reward), "s-", label="gold reward (BoN by proxy)")
     ax.plot(kl, np.asarray(curves.gold_best), "^--", label="gold reward (BoN by gold)")
+    if fit is not None:
+        grid = np.linspace(0.0, kl.max(), 100)
+        start = np.asarray(curves.gold_reward)[np.argmin(np.asarray(curves.n))]
+        fitted = start + np.asarray(theory.gao_bon(np.sqrt(grid), fit.alpha, fit.beta))
+        ax.plot(grid, fitted, ":", color="black", label=f"Gao et al. fit (R²={fit.r_squared:.2f})")
     for x, y, n in zip(kl, np.asarray(curves.gold_reward), np.asarray(curves.n)):
         ax.annotate(f"n={int(n)}", (x, y), textcoords="offset points", xytext=(0, -12), fontsize=7)
     ax.set(xlabel="KL(π_n ‖ π) [nats]", ylabel="reward")
@@ -128,7 +154,8 @@ def write_report(
 
     Sections: `notes` (e.g. the config and training numbers, as a key/value table); pair metrics
     (accuracy, margins, ECE, gold agreement) with a reliability diagram; per-subset accuracy and
-    RewardBench sections when there is more than one subset; the best-of-n table and plot.
+    RewardBench sections when there is more than one subset; the best-of-n table, the Gao et al.
+    fit (with 3 or more values of n) and the plot.
 
     Args:
       directory: output folder (created if needed).
@@ -172,7 +199,14 @@ def write_report(
         rows = [[int(n), *map(float, rest)] for n, *rest in zip(*columns)]
         header = ["n", "KL (nats)", "proxy reward", "gold reward", "gold reward, BoN by gold"]
         parts += ["## Best-of-n\n", markdown_table(header, rows)]
-        plot_bon_curves(bon, join("bon.png"))
+        fit = fit_bon_gold(bon) if len(bon.n) >= 3 else None
+        if fit is not None:
+            parts.append(
+                f"\nGao et al. fit of the gold reward gained over n = 1, d = √KL: "
+                f"R(d) = d (α - β d) with α = {fit.alpha:.4f}, β = {fit.beta:.4f} "
+                f"(R² = {fit.r_squared:.4f}).\n"
+            )
+        plot_bon_curves(bon, join("bon.png"), fit=fit)
         parts.append("\n![best-of-n gold vs proxy](bon.png)\n")
     path = join(filename)
     with open(path, "w", encoding="utf-8") as f:

@@ -52,6 +52,13 @@ def test_write_report_contains_numbers_and_plots(tmp_path):
     assert f"| Score | {pairs.sections['Score']:.4f} |" in text
     for n, kl, gold in zip(bon.n, bon.kl, bon.gold_reward):
         assert f"| {int(n)} | {kl:.4f} |" in text and f"{gold:.4f}" in text
+    # Gao et al. fit: least squares of the gold gain on (d, -d²), d = √KL, by numpy.
+    d = np.sqrt(np.asarray(bon.kl, np.float64))
+    gain = np.asarray(bon.gold_reward, np.float64) - bon.gold_reward[0]
+    (alpha, beta), *_ = np.linalg.lstsq(np.stack([d, -(d**2)], 1), gain, rcond=None)
+    fit = evaluate.fit_bon_gold(bon)
+    np.testing.assert_allclose([fit.alpha, fit.beta], [alpha, beta], rtol=1e-4, atol=1e-6)
+    assert f"α = {fit.alpha:.4f}, β = {fit.beta:.4f}" in text
     for png in ("reliability.png", "subset_accuracy.png", "bon.png"):
         assert f"]({png})" in text
         assert _is_png(tmp_path / "out" / png)
