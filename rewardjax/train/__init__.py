@@ -1,4 +1,50 @@
 """Training: train state, pure steps, the loop, checkpoints, metric writers and experiments.
 
-`run(config, workdir)` runs the experiment a config describes (`config.task` in `TASKS`).
+`run(config, workdir)` runs the experiment a config describes (`config.task` in `TASKS`): it is
+what `python -m rewardjax.main --config=configs/<name>.py --workdir=DIR` calls.
 """
+
+from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.defaults import TASKS, base_config, smoke_overrides
+from rewardjax.train.experiment import Data, load_data, run
+from rewardjax.train.loop import NonFiniteLossError, Preempted, fit
+from rewardjax.train.metrics import MetricWriter, read_jsonl
+from rewardjax.train.report import plot_proxy_vs_gold, plot_training_curves, reward_model_report
+from rewardjax.train.state import TrainState, make_optimizer, make_schedule
+from rewardjax.train.steps import (
+    REFERENCE_FREE,
+    completion_logps,
+    dpo_step,
+    reference_logps,
+    reward_model_step,
+    sft_step,
+    weighted_mean,
+)
+
+__all__ = [
+    "REFERENCE_FREE",
+    "TASKS",
+    "Checkpointer",
+    "Data",
+    "MetricWriter",
+    "NonFiniteLossError",
+    "Preempted",
+    "TrainState",
+    "base_config",
+    "completion_logps",
+    "dpo_step",
+    "fit",
+    "load_data",
+    "make_optimizer",
+    "make_schedule",
+    "plot_proxy_vs_gold",
+    "plot_training_curves",
+    "read_jsonl",
+    "reference_logps",
+    "reward_model_report",
+    "reward_model_step",
+    "run",
+    "sft_step",
+    "smoke_overrides",
+    "weighted_mean",
+]

@@ -12,6 +12,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from rewardjax.train.state import TrainState
@@ -77,6 +78,29 @@ class Checkpointer:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
         return state.replace(**restored)
+
+    def restore_params(self, params: Any, step: int | None = None) -> Any:
+        """Only the parameters of a checkpoint (e.g. an SFT run's, to start DPO from), placed with
+        the shardings of `params` (which fixes the expected structure, shapes and dtypes)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"No checkpoint to load parameters from in {self.directory}.")
+        saved = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+        )["state"]["params"]
+        want, got = jax.tree.structure(params), jax.tree.structure(saved)
+        shapes = lambda t: [tuple(x.shape) for x in jax.tree.leaves(t)]
+        if want != got or shapes(params) != shapes(saved):
+            raise ValueError(
+                f"The parameters in {self.directory} (step {step}) do not fit this model: "
+                f"expected {want} with shapes {shapes(params)}, found {got} with {shapes(saved)}. "
+                "Use the same config.model as the run that wrote them."
+            )
+        return jax.tree.map(
+            lambda x, like: jax.device_put(np.asarray(x).astype(like.dtype), like.sharding),
+            saved,
+            params,
+        )
 
     def wait(self) -> None:
         self._manager.wait_until_finished()

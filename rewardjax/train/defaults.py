@@ -10,7 +10,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-__all__ = ["TASKS", "base_config", "smoke_overrides"]
+__all__ = ["TASKS", "base_config", "reward_model_config", "smoke_overrides"]
 
 TASKS = ("reward_model", "dpo", "sft")
 
@@ -58,11 +58,65 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.train.eval_every = 0
     c.train.progress_bar = True
 
+    # Data: the synthetic gold-reward Markov task, or local files in a named layout.
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "synthetic"
+    c.data.synthetic = ml_collections.ConfigDict()
+    s = c.data.synthetic
+    s.seed = 0
+    s.vocab_size = 8
+    s.length = 8
+    s.prompt_length = 4
+    s.concentration = 1.0
+    s.memoryless = False
+    s.reward = "bigram"
+    s.reward_scale = 1.0
+    s.pattern = ()
+    s.pattern_bonus = 0.0
+    s.num_train_pairs = 4096
+    s.num_eval_pairs = 1024
+    s.beta = 1.0  # inverse temperature of the Bradley–Terry labeller
+    s.flip_rate = 0.0  # label noise
+    c.data.train_path = ""
+    c.data.eval_path = ""
+    c.data.eval_fraction = 0.1  # held out of train_path when there is no eval_path
+    c.data.layout = "pairwise"  # a key of rewardjax.data.ADAPTERS
+    c.data.format = config_dict.placeholder(str)  # guessed from the path when None
+    c.data.split = config_dict.placeholder(str)
+    c.data.on_error = "raise"  # or "skip" (counted and reported)
+    c.data.tokenizer = "byte"  # or the path of a tokenizer.json
+    c.data.max_length = 512
+    c.data.overlength = "truncate"  # or "drop"
+    c.data.max_prompt_length = config_dict.placeholder(int)
+
+    # Evaluation on the eval set every train.eval_every steps (0: only at the end).
+    c.eval = ml_collections.ConfigDict()
+    c.eval.enabled = True
+    c.eval.batch_size = 256
+
     # Mesh: axis sizes (-1 = all remaining devices) for the (data, fsdp, tensor) axes.
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
+    return c
+
+
+def reward_model_config() -> ml_collections.ConfigDict:
+    """`base_config("reward_model")` plus the head, loss and report sections."""
+    c = base_config("reward_model")
+    c.head = ml_collections.ConfigDict()
+    c.head.name = "scalar"  # a key of rewardjax.models.HEADS
+    c.head.kwargs = ml_collections.ConfigDict()
+    c.loss = ml_collections.ConfigDict()
+    c.loss.name = "bradley_terry"  # any pairwise loss of rewardjax.losses
+    c.loss.kwargs = ml_collections.ConfigDict()
+    c.loss.use_margin = False  # pass each record's margin (Llama 2) to the loss
+    c.loss.center_coef = 0.0  # reward centring, 0.01 in Eisenstein et al. (arXiv:2312.09244)
+    c.report = ml_collections.ConfigDict()
+    c.report.enabled = False  # evaluate on the eval set and write report.md at the end
+    c.report.bon_prompts = 32  # best-of-n curves on the synthetic task: prompts x samples
+    c.report.bon_samples = 64
     return c
 
 
@@ -74,6 +128,9 @@ def smoke_overrides(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model.d_ff = 64
     c.train.num_steps = 6
     c.train.batch_size = 4
+    c.data.synthetic.num_train_pairs = 64
+    c.data.synthetic.num_eval_pairs = 16
+    c.eval.batch_size = 16
     c.train.log_every = 2
     c.train.checkpoint_every = 3
     c.train.progress_bar = False

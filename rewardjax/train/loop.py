@@ -8,6 +8,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -18,17 +19,21 @@ import jax
 import numpy as np
 import tqdm
 
+from rewardjax import parallel
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.metrics import MetricWriter
 from rewardjax.train.state import TrainState
 
 __all__ = ["NonFiniteLossError", "Preempted", "fit"]
 
+# Metrics whose non-finite value stops the run.
+_CHECKED = ("loss", "grad_norm")
+
 StepFn = Callable[[TrainState, Mapping[str, Any], jax.Array], tuple[TrainState, dict]]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the gradient norm became NaN or infinite; the last good checkpoint is kept."""
 
 
 class Preempted(Exception):
@@ -75,8 +80,9 @@ def fit(
     batch_fn: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
     eval_every: int = 0,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: parallel.Rules = parallel.DEFAULT_RULES,
     state_sharding: Any = None,
-    batch_sharding: Any = None,
     progress_bar: bool = True,
 ) -> TrainState:
     """Trains `state` with `step_fn` on `batches` until step `num_steps`, resuming from `workdir`.
@@ -97,14 +103,17 @@ def fit(
       batch_fn: jitted transformation of each batch before the step (e.g. reference log-probs).
       eval_fn: `state -> metrics`, called every `eval_every` steps and at the end; logged with an
         `eval/` prefix.
-      state_sharding, batch_sharding: shardings for `jax.jit` (None leaves placement to jit).
+      mesh, rules: each batch is split over the mesh's batch axes (`parallel.shard_batch`) and
+        steps are traced under `parallel.mesh_rules(mesh, rules)`; None runs on one device.
+      state_sharding: shardings of `state` (from `parallel.sharded_init`) for `jax.jit`.
       progress_bar: show a tqdm bar.
 
     Returns:
       The final state.
 
     Raises:
-      NonFiniteLossError: the loss became NaN/inf (nothing is saved after the last finite check).
+      NonFiniteLossError: the loss or gradient norm became NaN/inf (nothing is saved after the
+        last step whose loss and gradient were finite).
       Preempted: SIGTERM arrived; a checkpoint of the current step was saved.
     """
     checkpointer = Checkpointer(f"{workdir}/checkpoints", max_to_keep=max_to_keep)
@@ -113,11 +122,11 @@ def fit(
         logging.info("Resumed from step %d in %s.", int(state.step), checkpointer.directory)
     jit_step = jax.jit(
         _rng_step(step_fn),
-        in_shardings=(state_sharding, batch_sharding),
+        in_shardings=(state_sharding, None),
         out_shardings=(state_sharding, None),
         donate_argnums=0,
     )
-    jit_batch_fn = jax.jit(batch_fn, in_shardings=(batch_sharding,)) if batch_fn else None
+    jit_batch_fn = jax.jit(batch_fn) if batch_fn else None
     writer = MetricWriter(workdir)
     step = int(jax.device_get(state.step))
     last_step = min(num_steps, stop_at_step) if stop_at_step > 0 else num_steps
@@ -132,12 +141,15 @@ def fit(
             return
         host = jax.device_get([m for _, m in pending])
         for (s, _), m in zip(pending, host):
-            if not np.isfinite(m["loss"]):
+            # A non-finite gradient corrupts the parameters even when the loss was still finite.
+            bad = {k: float(m[k]) for k in _CHECKED if k in m and not np.isfinite(m[k])}
+            if bad:
                 checkpointer.wait()
                 kept = checkpointer.latest_step()
                 raise NonFiniteLossError(
-                    f"Non-finite loss {float(m['loss'])} at step {s}; stopping. The last good "
-                    f"checkpoint is step {kept} in {checkpointer.directory}"
+                    f"Non-finite {', '.join(f'{k} {v}' for k, v in bad.items())} at step {s}; "
+                    f"stopping. The last good checkpoint is step {kept} in "
+                    f"{checkpointer.directory}"
                     + ("" if kept is not None else " (none was saved)")
                     + ". Lower optimizer.learning_rate, set optimizer.grad_clip_norm, or check "
                     "the data, then rerun with the same --workdir to resume from it."
@@ -163,10 +175,13 @@ def fit(
             writer.write(step, {f"eval/{k}": v for k, v in eval_fn(state).items()})
 
     bar = tqdm.tqdm(total=num_steps, initial=step, disable=not progress_bar, desc="train")
+    context = parallel.mesh_rules(mesh, rules) if mesh is not None else contextlib.nullcontext()
     try:
-        with _SigtermFlag() as sigterm:
+        with _SigtermFlag() as sigterm, context:
             while step < last_step:
                 batch = next(batches)
+                if mesh is not None:
+                    batch = parallel.shard_batch(batch, mesh)
                 if jit_batch_fn is not None:
                     batch = jit_batch_fn(batch)
                 state, metrics = jit_step(state, batch)

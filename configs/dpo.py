@@ -1,0 +1,32 @@
+"""DPO family: a policy trained on preference pairs against a frozen reference.
+
+    python -m rewardjax.main --config=configs/dpo.py --workdir=runs/dpo
+    python -m rewardjax.main --config=configs/dpo.py:smoke --workdir=/tmp/dpo
+
+Any policy-level loss of rewardjax.losses by name (`--config.loss.name=ipo`, `robust_dpo`, `nca`,
+`simpo`, `orpo`, ...). The reference is the initial policy (`reference="initial"`, log-probs
+computed on the fly), or log-probs precomputed in the batch (`reference="in_batch"`). Start from
+an SFT run with `--config.init_from=runs/sft`. ORPO: `loss.name=orpo, loss.loss_weight=0.1,
+loss.nll_weight=1`.
+"""
+
+import ml_collections
+
+from rewardjax.train import defaults
+
+
+def get_config(arg=None):
+    c = defaults.base_config("dpo")
+    c.optimizer.learning_rate = 3e-4
+    c.loss = ml_collections.ConfigDict()
+    c.loss.name = "dpo"
+    c.loss.beta = 0.1
+    c.loss.kwargs = ml_collections.ConfigDict()
+    c.loss.loss_weight = 1.0
+    c.loss.nll_weight = 0.0  # weight of the chosen responses' NLL (RPO, ORPO)
+    c.reference = "initial"
+    if arg == "smoke":
+        defaults.smoke_overrides(c)
+    elif arg:
+        raise ValueError(f"configs/dpo.py: unknown arg {arg!r} (expected 'smoke').")
+    return c

@@ -1,0 +1,322 @@
+"""`run(config, workdir)`: build data, model, optimizer and step from a config, train, evaluate.
+
+Tasks (`config.task`): "reward_model" (a backbone + head trained with a pairwise loss),
+"dpo" (a policy trained with a DPO-family loss against a frozen reference), "sft" (a policy
+fine-tuned on chosen responses). Data comes from the synthetic gold-reward Markov task
+(`data.source = "synthetic"`) or from local files (`data.source = "files"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rewardjax import data as data_lib
+from rewardjax import evaluate, parallel
+from rewardjax.data import synthetic
+from rewardjax.models import CausalLM, DPOReward, RewardModel, RewardModelConfig, get_preset
+from rewardjax.train import report as report_lib
+from rewardjax.train import steps
+from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.defaults import TASKS
+from rewardjax.train.loop import fit
+from rewardjax.train.metrics import read_jsonl
+from rewardjax.train.state import TrainState, make_optimizer
+
+__all__ = ["Data", "load_data", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Encoded train and eval sets (pairwise, or SFT for the sft task) and the synthetic world."""
+
+    train: data_lib.EncodedDataset
+    eval: data_lib.EncodedDataset | None
+    task: synthetic.MarkovTask | None = None
+
+
+def _to_sft(dataset: data_lib.EncodedDataset) -> data_lib.EncodedDataset:
+    """Pairwise examples -> SFT examples on their chosen responses."""
+    if dataset.kind == "sft":
+        return dataset
+    if dataset.kind != "pairwise":
+        raise ValueError(f"SFT needs sft or pairwise records, got {dataset.kind!r} records.")
+    examples = [{"seqs": e["seqs"][:1], "prompt_len": e["prompt_len"]} for e in dataset.examples]
+    return dataclasses.replace(dataset, kind="sft", examples=examples)
+
+
+def _synthetic_data(c: ml_collections.ConfigDict) -> Data:
+    task = synthetic.make_markov_task(
+        c.seed,
+        vocab_size=c.vocab_size,
+        length=c.length,
+        prompt_length=c.prompt_length,
+        concentration=c.concentration,
+        memoryless=c.memoryless,
+        reward=c.reward,
+        reward_scale=c.reward_scale,
+        pattern=tuple(c.pattern),
+        pattern_bonus=c.pattern_bonus,
+    )
+    key = jax.random.PRNGKey(c.seed)
+    make = lambda i, n: synthetic.pairs_to_dataset(
+        synthetic.sample_preference_pairs(
+            task, jax.random.fold_in(key, i), n, beta=c.beta, flip_rate=c.flip_rate
+        )
+    )
+    return Data(make(1, c.num_train_pairs), make(2, c.num_eval_pairs), task)
+
+
+def _file_data(c: ml_collections.ConfigDict, seed: int) -> Data:
+    if not c.train_path:
+        raise ValueError("config.data.train_path is empty; set it to a local JSONL/Parquet file.")
+    tokenizer = (
+        data_lib.ByteTokenizer() if c.tokenizer == "byte" else data_lib.HFTokenizer(c.tokenizer)
+    )
+    load = lambda path: data_lib.load_records(
+        path, layout=c.layout, format=c.format, split=c.split, on_error=c.on_error
+    )[0]
+    train = load(c.train_path)
+    if c.eval_path:
+        held_out = load(c.eval_path)
+    elif c.eval_fraction > 0:
+        order = np.random.default_rng(seed).permutation(len(train))
+        n_eval = max(1, round(c.eval_fraction * len(train)))
+        if n_eval >= len(train):
+            raise ValueError(
+                f"config.data.eval_fraction={c.eval_fraction} leaves no training records "
+                f"out of {len(train)}."
+            )
+        held_out = [train[i] for i in order[:n_eval]]
+        train = [train[i] for i in sorted(order[n_eval:])]
+    else:
+        held_out = None
+    encode = lambda records: data_lib.encode_records(
+        records,
+        tokenizer,
+        max_length=c.max_length,
+        overlength=c.overlength,
+        max_prompt_length=c.max_prompt_length,
+    )
+    return Data(encode(train), encode(held_out) if held_out else None)
+
+
+def load_data(config: ml_collections.ConfigDict) -> Data:
+    """The encoded data `config.data` describes (SFT examples for the sft task)."""
+    if config.data.source == "synthetic":
+        loaded = _synthetic_data(config.data.synthetic)
+    elif config.data.source == "files":
+        loaded = _file_data(config.data, config.seed)
+    else:
+        raise ValueError(
+            f"config.data.source={config.data.source!r}: expected 'synthetic' or 'files'."
+        )
+    if config.task == "sft":
+        loaded = dataclasses.replace(
+            loaded,
+            train=_to_sft(loaded.train),
+            eval=None if loaded.eval is None else _to_sft(loaded.eval),
+        )
+    elif loaded.train.kind != "pairwise":
+        raise ValueError(
+            f"task {config.task!r} trains on pairwise records, but config.data.layout="
+            f"{config.data.get('layout')!r} gives {loaded.train.kind!r} records."
+        )
+    return loaded
+
+
+def _backbone(config: ml_collections.ConfigDict):
+    m = config.model
+    shape = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff")
+    overrides = {k: m[k] for k in shape if m[k] is not None}
+    return get_preset(
+        m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, **overrides
+    )
+
+
+def _resolved_optimizer(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    opt = ml_collections.ConfigDict(config.optimizer.to_dict())
+    if opt.decay_steps is None:
+        updates = config.train.num_steps // opt.grad_accum_steps
+        opt.decay_steps = max(updates - opt.warmup_steps, 1)
+    return opt
+
+
+def _batches(dataset, batch_size: int, seed: int | None, num_epochs: int | None = None):
+    return data_lib.batches(dataset, global_batch_size=batch_size, seed=seed, num_epochs=num_epochs)
+
+
+def _save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+    if config.task not in TASKS:
+        raise ValueError(f"config.task={config.task!r}: expected one of {TASKS}.")
+    t = config.train
+    for name in ("num_steps", "batch_size", "log_every", "checkpoint_every"):
+        if t[name] < 1:
+            raise ValueError(f"config.train.{name}={t[name]} must be >= 1.")
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains and evaluates the experiment `config` describes, in `workdir` (resuming there).
+
+    Writes `config.json` (the resolved config), `checkpoints/`, `metrics.jsonl` and
+    `tensorboard/` (train metrics, and eval metrics under `eval/`), and with
+    `config.report.enabled` (reward models) `report.md` with its plots.
+
+    Returns:
+      A summary: final train metrics under "train", evaluation metrics under "eval", and the
+      report's path under "report" (when written).
+    """
+    _check_config(config)
+    _save_config(config, workdir)
+    mesh = parallel.mesh_from_config(config.mesh)
+    loaded = load_data(config)
+    backbone = _backbone(config)
+    tx = make_optimizer(_resolved_optimizer(config))
+    init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    length = loaded.train.max_length
+    example = jnp.ones((config.train.batch_size, length), jnp.int32)
+    eval_data = loaded.eval if config.eval.enabled else None
+
+    if config.task == "reward_model":
+        model = RewardModel(
+            RewardModelConfig(
+                backbone=backbone, head=config.head.name, head_kwargs=config.head.kwargs.to_dict()
+            )
+        )
+        init_args = (init_key, example, example)
+        step_fn = functools.partial(
+            steps.reward_model_step,
+            model=model,
+            loss_name=config.loss.name,
+            loss_kwargs=config.loss.kwargs.to_dict(),
+            use_margin=config.loss.use_margin,
+            center_coef=config.loss.center_coef,
+        )
+    else:
+        model = CausalLM(backbone)
+        init_args = (init_key, example)
+        logits_fn = lambda params, tokens, mask: model.apply(params, tokens, segment_ids=mask)[0]
+
+    params, param_sh = parallel.sharded_init(model.init, *init_args, mesh=mesh)
+    if config.init_from:
+        params = Checkpointer(os.path.join(config.init_from, "checkpoints")).restore_params(params)
+    opt_state, opt_sh = parallel.sharded_optimizer_init(tx, params, param_sh, mesh)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    state = TrainState(
+        step=jax.device_put(jnp.zeros((), jnp.int32), replicated),
+        params=params,
+        opt_state=opt_state,
+        rng=jax.device_put(state_key, replicated),
+        tx=tx,
+    )
+    state_sh = TrainState(step=replicated, params=param_sh, opt_state=opt_sh, rng=replicated, tx=tx)
+
+    batch_fn = None
+    eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None
+    eval_batches = lambda: _batches(eval_data, config.eval.batch_size, None, num_epochs=1)
+    if config.task == "dpo":
+        if config.reference not in ("initial", "in_batch"):
+            raise ValueError(
+                f"config.reference={config.reference!r}: expected 'initial' (the starting "
+                "policy, computed on the fly) or 'in_batch' (precomputed in the data)."
+            )
+        # A copy: the state's buffers are donated to the step, the reference's must survive.
+        ref_params = jax.tree.map(jnp.copy, params)
+        if config.reference == "initial" and config.loss.name not in steps.REFERENCE_FREE:
+            batch_fn = functools.partial(
+                lambda ref, batch: steps.reference_logps(ref, batch, logits_fn=logits_fn),
+                ref_params,
+            )
+        step_fn = functools.partial(
+            steps.dpo_step,
+            logits_fn=logits_fn,
+            loss_name=config.loss.name,
+            beta=config.loss.beta,
+            loss_kwargs=config.loss.kwargs.to_dict(),
+            loss_weight=config.loss.loss_weight,
+            nll_weight=config.loss.nll_weight,
+        )
+        implicit = DPOReward(backbone, beta=config.loss.beta)
+        if eval_data is not None:
+            eval_fn = lambda s: evaluate.evaluate_reward_model(
+                implicit, {"policy": s.params, "reference": ref_params}, eval_batches()
+            ).as_dict()
+    elif config.task == "sft":
+        step_fn = functools.partial(steps.sft_step, logits_fn=logits_fn)
+        if eval_data is not None:
+            eval_fn = functools.partial(_sft_eval, logits_fn=logits_fn, batches=eval_batches)
+    elif eval_data is not None:
+        eval_fn = lambda s: evaluate.evaluate_reward_model(
+            model, s.params, eval_batches(), subset_names=eval_data.subset_names
+        ).as_dict()
+
+    t = config.train
+    state = fit(
+        state,
+        step_fn,
+        iter(_batches(loaded.train, t.batch_size, config.seed)),
+        workdir=workdir,
+        num_steps=t.num_steps,
+        log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every,
+        max_to_keep=t.max_to_keep,
+        stop_at_step=t.stop_at_step,
+        batch_fn=batch_fn,
+        eval_fn=eval_fn,
+        eval_every=t.eval_every,
+        mesh=mesh,
+        state_sharding=state_sh,
+        progress_bar=t.progress_bar,
+    )
+    summary: dict[str, Any] = {"step": int(state.step), "workdir": os.path.abspath(workdir)}
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    train_records = [r for r in records if "loss" in r]
+    eval_records = [r for r in records if any(k.startswith("eval/") for k in r)]
+    if train_records:
+        summary["train"] = train_records[-1]
+    if eval_records:
+        summary["eval"] = {k[5:]: v for k, v in eval_records[-1].items() if k.startswith("eval/")}
+    if int(state.step) < t.num_steps:  # a time slice (train.stop_at_step): no report yet
+        return summary
+    if config.task == "reward_model" and config.report.enabled and eval_data is not None:
+        summary["report"] = report_lib.reward_model_report(
+            workdir,
+            model=model,
+            params=state.params,
+            eval_batches=eval_batches(),
+            subset_names=eval_data.subset_names,
+            task=loaded.task,
+            config=config,
+        )
+    logging.info("Finished %s in %s.", config.task, summary["workdir"])
+    return summary
+
+
+def _sft_eval(state: TrainState, *, logits_fn, batches) -> dict[str, float]:
+    """Mean negative log-likelihood per completion token on the eval set."""
+    logps = jax.jit(
+        lambda p, b: steps.completion_logps(
+            p, b["tokens"], b["mask"], b["completion_mask"], logits_fn=logits_fn
+        )
+    )
+    total, count = 0.0, 0.0
+    for batch in batches():
+        lp, n = logps(state.params, batch)
+        total += float(np.sum(np.asarray(lp) * batch["weight"]))
+        count += float(np.sum(np.asarray(n) * batch["weight"]))
+    return {"nll": -total / max(count, 1.0)}

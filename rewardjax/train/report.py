@@ -1,0 +1,122 @@
+"""The run report: evaluation of a trained reward model plus its training curves, in Markdown.
+
+`reward_model_report` scores the eval pairs, adds best-of-n gold-vs-proxy curves on the synthetic
+task (Gao et al., "Scaling Laws for Reward Model Overoptimization", arXiv:2210.10760), writes
+`report.md` through `rewardjax.evaluate.write_report`, and appends the training curves and, when
+gold rewards are known, a proxy-vs-gold scatter. Later stages of the overoptimization lab (DPO,
+RL against the proxy) append their sections the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from matplotlib.figure import Figure
+
+from rewardjax import evaluate
+from rewardjax.data import synthetic
+from rewardjax.models import RewardFunction
+from rewardjax.train.metrics import read_jsonl
+
+__all__ = ["plot_proxy_vs_gold", "plot_training_curves", "reward_model_report"]
+
+
+def plot_training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
+    """Train loss and accuracy (and eval accuracy / gold agreement when logged) against step."""
+    fig = Figure(figsize=(9, 3.5))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    series = lambda key: [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    for key, ax in (("loss", ax_loss), ("eval/nll", ax_loss)):
+        if points := series(key):
+            ax.plot(*zip(*points), label=key)
+    for key in ("accuracy", "eval/accuracy", "eval/gold_pair_accuracy", "eval/gold_spearman"):
+        if points := series(key):
+            ax_acc.plot(*zip(*points), marker="." if key.startswith("eval") else None, label=key)
+    ax_loss.set(xlabel="step", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="step", title="pair accuracy / gold agreement")
+    for ax in (ax_loss, ax_acc):
+        if ax.lines:
+            ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_proxy_vs_gold(arrays: Mapping[str, np.ndarray], path: str) -> str:
+    """Scatter of the proxy reward against the gold reward of every eval response."""
+    real = np.asarray(arrays["weight"]) > 0
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.add_subplot()
+    for side, marker in (("chosen", "o"), ("rejected", "x")):
+        ax.scatter(
+            arrays[f"{side}_gold"][real],
+            arrays[side][real],
+            s=8,
+            alpha=0.5,
+            marker=marker,
+            label=side,
+        )
+    ax.set(xlabel="gold reward", ylabel="proxy reward", title="Proxy vs gold (eval responses)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def reward_model_report(
+    workdir: str,
+    *,
+    model: RewardFunction,
+    params: Any,
+    eval_batches: Iterable[Mapping[str, np.ndarray]],
+    subset_names: Sequence[str],
+    task: synthetic.MarkovTask | None,
+    config: ml_collections.ConfigDict,
+) -> str:
+    """Evaluates the reward model, writes `<workdir>/report.md` and its PNGs; returns its path."""
+    arrays = evaluate.score_pair_batches(model, params, eval_batches)
+    pairs = evaluate.evaluate_pairs(
+        arrays["chosen"],
+        arrays["rejected"],
+        weight=arrays["weight"],
+        subset=arrays["subset"],
+        subset_names=subset_names,
+        chosen_gold=arrays.get("chosen_gold"),
+        rejected_gold=arrays.get("rejected_gold"),
+    )
+    bon = None
+    if task is not None:
+        bon = evaluate.synthetic_bon_curves(
+            task,
+            model,
+            params,
+            jax.random.PRNGKey(config.seed + 1),
+            num_prompts=config.report.bon_prompts,
+            num_samples=config.report.bon_samples,
+        )
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    last = next((r for r in reversed(records) if "loss" in r), {})
+    notes = {
+        "task": f"{config.task} on {config.data.source} data",
+        "model": f"{config.model.preset} backbone + {config.head.name} head",
+        "loss": config.loss.name,
+        "steps x batch": f"{config.train.num_steps} x {config.train.batch_size}",
+        "final train loss": last.get("loss", float("nan")),
+        "final train accuracy": last.get("accuracy", float("nan")),
+    }
+    path = evaluate.write_report(
+        workdir, pairs=pairs, bon=bon, title="Reward model on the synthetic task", notes=notes
+    )
+    extra = ["## Training curves\n", "![training curves](training_curves.png)\n"]
+    plot_training_curves(records, os.path.join(workdir, "training_curves.png"))
+    if "chosen_gold" in arrays:
+        plot_proxy_vs_gold(arrays, os.path.join(workdir, "proxy_vs_gold.png"))
+        extra += ["## Proxy vs gold\n", "![proxy vs gold](proxy_vs_gold.png)\n"]
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("\n" + "\n".join(extra))
+    return path
