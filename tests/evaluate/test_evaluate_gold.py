@@ -104,6 +104,10 @@ def test_exact_bon_gold_curves_match_enumeration_over_tuples():
             np.testing.assert_allclose(out.proxy_reward[b, k], law @ proxy[b], rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(out.gold_best[b, k], best, rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(out.kl[b, k], kl, rtol=1e-4, atol=1e-6)
+    # Best-of-n sees only the proxy's order: rescaling it to ±1e4 changes nothing.
+    scaled = jax.jit(evaluate.exact_bon_gold_curves)(probs, 1e4 * proxy, 1e4 * gold, ns)
+    np.testing.assert_allclose(scaled.gold_reward, 1e4 * out.gold_reward, rtol=1e-4)
+    np.testing.assert_allclose(scaled.kl, out.kl, rtol=1e-4, atol=1e-6)
 
 
 def _enumerate_subsets(proxy, gold, n):
@@ -131,6 +135,8 @@ def test_empirical_bon_gold_curves_match_subset_enumeration():
             best = _enumerate_subsets(gold[b], gold[b], n)
             np.testing.assert_allclose(out.gold_best[b, k], best, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out.proxy_reward, bon.empirical_bon_curves(proxy, ns).reward)
+    scaled = fn(1e4 * proxy - 3.0, gold)  # same order, extreme values
+    np.testing.assert_allclose(scaled.gold_reward, out.gold_reward, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out.kl, bon.bon_kl_bound(np.array(ns, np.float32)), rtol=1e-6)
 
 
