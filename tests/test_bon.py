@@ -242,6 +242,8 @@ def test_empirical_curves_reject_bad_ns():
         bon.empirical_bon_curves(np.zeros(4), [0, 2])
     with pytest.raises(ValueError, match="ns must lie"):
         bon.empirical_bon_curves(np.zeros(4), [5])
+    with pytest.raises(TypeError, match="must be concrete"):
+        jax.jit(lambda ns: bon.empirical_bon_curves(np.zeros(4), ns))(jnp.array([1]))
 
 
 def test_bond_reward_is_log_empirical_cdf():
@@ -324,3 +326,11 @@ def test_soft_bon_tends_to_the_tilt_at_rate_one_over_n():
     assert errors[-1] < 1e-4
     ratios = errors[:2] / errors[1:3]
     assert np.all((ratios > 5) & (ratios < 20)), errors  # O(1/n) (Verdun et al. 2025)
+
+
+def test_soft_bon_is_finite_and_hard_at_extreme_rewards():
+    p = np.array([0.5, 0.3, 0.2], np.float32)
+    r = np.array([-1e4, 0.0, 1e4], np.float32)
+    law = bon.soft_bon_distribution(p, r, np.array([1.0, 4.0]), 1.0)
+    assert np.isfinite(law).all()
+    np.testing.assert_allclose(law, [p, formula_bon(p, r, 4)], atol=1e-6)
