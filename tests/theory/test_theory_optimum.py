@@ -86,14 +86,17 @@ def test_grads():
 @hypothesis.settings(max_examples=25, deadline=None)
 @hypothesis.given(st.integers(0, 10_000), st.floats(-2.0, 2.0))
 def test_frontier_monotone_with_slope_beta(seed, log_beta):
+    # float64: near the argmax (small β) neighbouring frontier points differ below float32 precision
+    # (the property is about the formula, not rounding).
     p, r = _problem(seed)
     beta = float(np.exp(log_beta))
-    betas = beta * np.array([0.99, 1.0, 1.01])
-    kl, reward = theory.kl_reward_frontier(p, r, betas)
-    assert np.all(np.diff(kl) < 0) and np.all(np.diff(reward) < 0)
-    # dE/dKL = β, by central differences (error O(1e-4) relative).
-    slope = (reward[2] - reward[0]) / (kl[2] - kl[0])
-    np.testing.assert_allclose(slope, beta, rtol=2e-2)
+    with jax.enable_x64(True):
+        betas = beta * np.array([0.99, 1.0, 1.01])
+        kl, reward = theory.kl_reward_frontier(p, r, betas)
+        assert np.all(np.diff(kl) < 0) and np.all(np.diff(reward) < 0)
+        # dE/dKL = β, by central differences (error O(1e-4) relative).
+        slope = (reward[2] - reward[0]) / (kl[2] - kl[0])
+    np.testing.assert_allclose(slope, beta, rtol=2e-3)
 
 
 @hypothesis.settings(max_examples=25, deadline=None)
