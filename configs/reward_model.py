@@ -3,7 +3,8 @@
     python -m rewardjax.main --config=configs/reward_model.py --workdir=runs/rm
     python -m rewardjax.main --config=configs/reward_model.py:ensemble,smoke --workdir=/tmp/rm
 
-Arg: comma-separated options; `smoke` (a few-second run) and a head variant (`mlp`, `ensemble`).
+Arg: comma-separated options; `smoke` (a few-second run) and a head variant (a key of `HEADS`:
+`mlp`, `ensemble`, `multi_attribute`, `ordinal`, `mixture`).
 Real data: `--config.data.source=files --config.data.train_path=prefs.jsonl
 --config.data.layout=hh` (see rewardjax.data.ADAPTERS). Losses: `--config.loss.name=hinge`, any
 pairwise loss of rewardjax.losses.
@@ -13,10 +14,14 @@ import ml_collections
 
 from rewardjax.train import defaults
 
+# Head variants (rewardjax.models.HEADS): name -> (head, its keyword arguments).
 HEADS = {
     "scalar": ("scalar", {}),
     "mlp": ("scalar", {"hidden_dim": 128}),
     "ensemble": ("ensemble", {"num_members": 4}),
+    "multi_attribute": ("multi_attribute", {"num_attributes": 4}),
+    "ordinal": ("ordinal", {"num_bins": 9}),
+    "mixture": ("mixture", {"num_components": 4}),
 }
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,19 +68,43 @@ def test_dpo_smoke_starting_from_the_sft_run(env, sft_workdir, tmp_path):
     assert records[0]["step"] == 2 and "reward_margin" in records[0]
 
 
-@pytest.mark.parametrize("config", ["reward_model.py:ensemble,smoke", "quickstart.py:smoke"])
-def test_reward_model_smoke(env, tmp_path, config):
-    result = _main(env, config, tmp_path)
+@pytest.fixture(scope="module")
+def rm_workdir(env, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("rm")
+    result = _main(env, "reward_model.py:smoke", workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def test_reward_model_smoke(rm_workdir):
+    records = _check_run_files(rm_workdir, 6)
+    assert {"eval/accuracy", "eval/gold_pair_accuracy"} <= set(records[-1])
+
+
+def test_sharded_run_matches_the_single_device_run(env, rm_workdir, tmp_path):
+    """data=2 x fsdp=2 x tensor=2 on 8 simulated devices: same losses as on one device."""
+    env = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    mesh = ["--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
+    result = _main(env, "reward_model.py:smoke", tmp_path, *mesh)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = lambda d: [(r["step"], r.get("loss")) for r in _check_run_files(d, 6)]
+    (steps, sharded), (steps_1, single) = zip(*losses(tmp_path)), zip(*losses(rm_workdir))
+    assert steps == steps_1
+    train = [i for i, v in enumerate(single) if v is not None]
+    np.testing.assert_allclose([sharded[i] for i in train], [single[i] for i in train], rtol=2e-4)
+
+
+def test_quickstart_smoke_writes_the_report(env, tmp_path):
+    result = _main(env, "quickstart.py:smoke", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     _check_run_files(tmp_path, 6)
-    if config.startswith("quickstart"):
-        report = os.path.join(tmp_path, "report.md")
-        assert f"Report: {report}" in result.stdout
-        text = Path(report).read_text()
-        for section in ("## Pairs", "## Best-of-n", "## Training curves", "## Proxy vs gold"):
-            assert section in text
-        for png in ("reliability.png", "bon.png", "training_curves.png", "proxy_vs_gold.png"):
-            assert os.path.getsize(os.path.join(tmp_path, png)) > 1000
+    report = os.path.join(tmp_path, "report.md")
+    assert f"Report: {report}" in result.stdout
+    text = Path(report).read_text()
+    for section in ("## Pairs", "## Best-of-n", "## Training curves", "## Proxy vs gold"):
+        assert section in text
+    for png in ("reliability.png", "bon.png", "training_curves.png", "proxy_vs_gold.png"):
+        assert os.path.getsize(os.path.join(tmp_path, png)) > 1000
 
 
 def test_misspelt_override_fails_loudly(env, tmp_path):

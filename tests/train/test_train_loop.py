@@ -23,6 +23,24 @@ def _config(**train_fields):
     return c
 
 
+def _write_pairs(path, n=40):
+    """A local JSONL file of pairwise records (canonical layout), one with a margin."""
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "fine", "poor", "great", "awful"]
+    with open(path, "w") as f:
+        for i in range(n):
+            a, b = rng.choice(words, 2, replace=False)
+            record = {"prompt": f"q{i}: rate it", "chosen": f"{a} {i}", "rejected": f"{b} {i}"}
+            f.write(json.dumps(record | ({"margin": 1.5} if i == 0 else {})) + "\n")
+    return str(path)
+
+
+def _file_config(path, **train_fields):
+    c = _config(**train_fields)
+    c.data.source, c.data.train_path, c.data.max_length = "files", path, 24
+    return c
+
+
 def _saved_state(workdir, step):
     path = os.path.join(workdir, "checkpoints", str(step), "state")
     return ocp.StandardCheckpointer().restore(path)
@@ -48,12 +66,14 @@ def _tensorboard_scalars(logdir, tag):
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path, caplog):
+    """On a local JSONL file: the resumed run must also continue the data order exactly."""
+    data = _write_pairs(tmp_path / "pairs.jsonl")
     full, sliced = str(tmp_path / "full"), str(tmp_path / "sliced")
-    assert train.run(_config(), full)["step"] == 6
+    assert train.run(_file_config(data), full)["step"] == 6
     # The same run cut after 3 steps (a checkpoint is saved), then resumed from the work directory.
-    assert train.run(_config(stop_at_step=3), sliced)["step"] == 3
+    assert train.run(_file_config(data, stop_at_step=3), sliced)["step"] == 3
     with caplog.at_level(logging.INFO):
-        assert train.run(_config(), sliced)["step"] == 6
+        assert train.run(_file_config(data), sliced)["step"] == 6
     assert "Resumed from step 3" in caplog.text
 
     a, b = _saved_state(full, 6), _saved_state(sliced, 6)
@@ -81,6 +101,25 @@ def _leaves(tree):
     if isinstance(tree, list | tuple):
         return [x for v in tree for x in _leaves(v)]
     return [np.asarray(tree)]
+
+
+def test_file_data_is_split_and_converted_for_sft(tmp_path):
+    c = _file_config(_write_pairs(tmp_path / "pairs.jsonl", n=40))
+    c.data.eval_fraction = 0.25
+    loaded = train.load_data(c)
+    assert (len(loaded.train.examples), len(loaded.eval.examples)) == (30, 10)
+    assert loaded.train.kind == "pairwise" and loaded.task is None
+    held_out = {bytes(e["seqs"][0]) for e in loaded.eval.examples}
+    assert not held_out & {bytes(e["seqs"][0]) for e in loaded.train.examples}
+    c.task = "sft"
+    sft = train.load_data(c)
+    assert sft.train.kind == "sft"
+    assert [bytes(e["seqs"][0]) for e in sft.train.examples] == [
+        bytes(e["seqs"][0]) for e in loaded.train.examples
+    ]
+    c.data.train_path = ""
+    with pytest.raises(ValueError, match=r"config\.data\.train_path"):
+        train.load_data(c)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
