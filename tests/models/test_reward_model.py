@@ -81,13 +81,11 @@ def test_scalar_reward_pools_last_real_token_like_indexing_by_hand():
     )
 
 
-@pytest.mark.parametrize(
-    "head,kwargs", [("scalar", {"hidden_dim": 8}), ("mixture", {"num_components": 3})]
-)
-def test_left_and_right_padding_give_the_same_reward(head, kwargs):
+def test_left_and_right_padding_give_the_same_reward():
+    # The mixture head pools the last token (components) and the last prompt token (router).
     lengths = [9, 5, 12, 4]
     tokens, mask, completion = _right_padded(1, lengths, 12)
-    model = RewardModel(_config(head, **kwargs))
+    model = RewardModel(_config("mixture", num_components=3))
     params = _init(model, 1, tokens, mask, completion)
     apply = _apply(model)
     right = apply(params, tokens, mask, completion)
@@ -95,12 +93,11 @@ def test_left_and_right_padding_give_the_same_reward(head, kwargs):
     np.testing.assert_allclose(right.reward, left.reward, rtol=1e-5, atol=1e-5)
     for name in right.aux:
         np.testing.assert_allclose(right.aux[name], left.aux[name], rtol=1e-5, atol=1e-5)
-    # The context (prompt) matters to the router: changing the prompt changes the rewards.
-    if head == "mixture":
-        other = tokens.copy()
-        other[:, 0] = (other[:, 0] % 200) + 1
-        moved = apply(params, other, mask, completion)
-        assert not np.allclose(moved.aux["router_log_probs"], right.aux["router_log_probs"])
+    # The context (prompt) matters to the router: changing the prompt changes its weights.
+    other = tokens.copy()
+    other[:, 0] = (other[:, 0] % 200) + 1
+    moved = apply(params, other, mask, completion)
+    assert not np.allclose(moved.aux["router_log_probs"], right.aux["router_log_probs"])
 
 
 def test_init_and_apply_are_deterministic():
@@ -137,10 +134,10 @@ def _multi_response_rows():
     return tokens, mask, response_ids
 
 
-@pytest.mark.parametrize("head,kwargs", [("scalar", {}), ("mixture", {"num_components": 2})])
-def test_multi_response_scores_equal_each_response_scored_on_its_causal_prefix(head, kwargs):
+def test_multi_response_scores_equal_each_response_scored_on_its_causal_prefix():
     tokens, mask, response_ids = _multi_response_rows()
-    model = RewardModel(dataclasses.replace(_config(head, **kwargs), max_responses=4))
+    config = _config("mixture", num_components=2)  # the router reads the prompt's last token
+    model = RewardModel(dataclasses.replace(config, max_responses=4))
     params = _init(model, 6, tokens, mask)
     out = _apply(model)(params, tokens, mask, None, response_ids)
     assert out.reward.shape == (2, 4)
@@ -232,8 +229,8 @@ def test_dpo_reward_matches_numpy_and_freezes_the_reference():
     assert any(np.any(g != 0) for g in jax.tree.leaves(grads["policy"]))
 
 
-@pytest.mark.parametrize("alpha", [0.5])
-def test_endogenous_reward_is_inverse_soft_bellman_and_telescopes(alpha):
+def test_endogenous_reward_is_inverse_soft_bellman_and_telescopes():
+    alpha = 0.5
     lengths = [10, 6, 4]
     tokens, mask, completion = _right_padded(15, lengths, 10, prompt_len=3)
     reward_fn = EndogenousReward(BACKBONE, alpha=alpha)
