@@ -46,6 +46,16 @@ def time_steps(step, steps: int) -> float:
     return float(np.median(times))
 
 
+def time_interleaved(steps_by_name: dict, steps: int, rounds: int = 5) -> dict[str, float]:
+    """Median seconds per call of each step, timed in alternating rounds so that both sides see
+    the same background load on a shared machine."""
+    times = {name: [] for name in steps_by_name}
+    for _ in range(rounds):
+        for name, step in steps_by_name.items():
+            times[name].append(time_steps(step, max(1, steps // rounds)))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
 def matmul_peak_flops(n: int = 2048, steps: int = 10) -> float:
     """Measured float32 matmul FLOP/s of this machine (through XLA)."""
     a = jnp.ones((n, n), jnp.float32)
@@ -78,10 +88,8 @@ def main():
     device_batch = jax.device_put(batch)
     (jax_loss, jax_rewards), _ = jax_step(params, device_batch)
     jax.block_until_ready(jax_step(params, device_batch))
-    jax_seconds = time_steps(
-        lambda: jax.block_until_ready(jax_step(params, device_batch)), args.steps
-    )
 
+    transformers.logging.set_verbosity_error()  # the score layer is set below, not loaded
     with tempfile.TemporaryDirectory() as folder:
         lm_params = {
             "params": {
@@ -109,7 +117,11 @@ def main():
 
     torch_loss, torch_rewards = torch_step()
     torch_step()
-    torch_seconds = time_steps(torch_step, args.steps)
+    seconds = time_interleaved(
+        {"jax": lambda: jax.block_until_ready(jax_step(params, device_batch)), "torch": torch_step},
+        args.steps,
+    )
+    jax_seconds, torch_seconds = seconds["jax"], seconds["torch"]
 
     jax_rate, torch_rate = args.pairs / jax_seconds, args.pairs / torch_seconds
     print(
