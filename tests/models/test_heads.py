@@ -5,8 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.test_util import check_grads
 
+from rewardjax import models
 from rewardjax.models import heads as H
 
 D = 8
@@ -53,6 +56,33 @@ def test_last_token_index_and_pooling_match_hand_indexing(padding):
     np.testing.assert_array_equal(
         jax.jit(H.pool_last)(hidden, mask), hidden[np.arange(b), expected_index]
     )
+
+
+_POOL = jax.jit(H.pool_last)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=7, max_size=7), st.booleans())
+def test_pooling_ignores_padding_on_either_side(row, left):
+    """Property: padding a row on either side never moves what is pooled."""
+    mask = (np.asarray(row) > 0).astype(np.int32)
+    if not mask.any():
+        mask[3] = 1
+    hidden = _features(12, (1, 7, D))
+    pooled = _POOL(hidden, mask[None])
+    pad = np.zeros(5, np.int32)
+    padded_mask = np.concatenate([pad, mask] if left else [mask, pad])[None]
+    padded_hidden = np.concatenate(
+        [_features(13, (1, 5, D)), hidden] if left else [hidden, _features(13, (1, 5, D))], axis=1
+    )
+    np.testing.assert_array_equal(_POOL(padded_hidden, padded_mask), pooled)
+
+
+def test_public_names_are_exported():
+    for name in models.__all__:
+        assert getattr(models, name) is not None, name
+    for name in H.__all__:
+        assert getattr(models, name) is getattr(H, name), name
 
 
 def test_scalar_linear_and_mlp_heads_match_numpy():
