@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Int
 
-from rewardjax.models.heads import HEADS, RewardOutput, make_head, pool_last
+from rewardjax.models.heads import HEADS, RewardOutput, last_token_index, make_head, pool_last
 from rewardjax.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -117,7 +117,7 @@ class RewardModel(nn.Module):
 
         Args:
           tokens: token ids, left- or right-padded.
-          mask: 0 on padding, 1 (or a segment id) on real tokens.
+          mask: 0 on padding, nonzero on real tokens (one sequence per row).
           completion_mask: 1 on response tokens; the prompt is `mask & ~completion_mask`.
           response_ids: multi-response layout (module docstring): 0 on prompt and padding, k on
             response k.
@@ -135,9 +135,8 @@ class RewardModel(nn.Module):
         else:
             slots = jnp.arange(1, self.config.max_responses + 1)
             in_response = (response_ids[:, None, :] == slots[:, None]) & real[:, None, :]
-            b, t, d = hidden.shape
-            per_slot = jnp.broadcast_to(hidden[:, None], (b, slots.size, t, d))
-            features = pool_last(per_slot, in_response)
+            last = last_token_index(in_response)  # [B, K]
+            features = jnp.take_along_axis(hidden, last[:, :, None], axis=1)
             prompt = real & (response_ids == 0)
         context = None if prompt is None else pool_last(hidden, prompt)
         if response_ids is not None:
