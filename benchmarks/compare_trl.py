@@ -8,7 +8,9 @@ Runs `rewardjax_train_benchmark.py` with this Python (the project venv) and `trl
 with the TRL venv's, one after the other (never at once: they would share the cores), with the same
 model shape, data and batch flags. With `--rounds k` the two alternate k times and the fastest
 round of each side counts, so a burst of load from other processes on a shared machine penalises
-neither side more than the other. Target (issue 5): ratio >= 1.5 for both the reward-model and
+neither side more than the other. `--cpus 0` pins both to the listed cores (`taskset -c`) with
+that many threads: a check that the ratio is not an artefact of how each runtime's thread pool
+copes with an oversubscribed machine. Target (issue 5): ratio >= 1.5 for both the reward-model and
 the DPO step.
 """
 
@@ -24,11 +26,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KINDS = ("reward_model", "dpo")
 
 
-def run(python: str, script: str, flags: list[str]) -> dict:
+def run(python: str, script: str, flags: list[str], cpus: str | None) -> dict:
     """Runs a benchmark script and returns the JSON object it prints last on stdout."""
     cmd = [python, os.path.join(HERE, script), *flags]
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    env = dict(os.environ)
+    if cpus:
+        cmd = ["taskset", "-c", cpus, *cmd]
+        # torch sizes its pool by the machine's cores, XLA by the affinity mask: set both.
+        env["OMP_NUM_THREADS"] = str(len(parse_cpus(cpus)))
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def parse_cpus(cpus: str) -> list[int]:
+    """`taskset -c` list syntax ("0", "0,1", "0-3") as core ids."""
+    out = []
+    for part in cpus.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
 
 
 def best(results: list[dict], kind: str) -> dict:
@@ -41,6 +57,7 @@ def main() -> None:
         epilog="Other flags are passed to both benchmark scripts.",
     )
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--cpus", help="pin both sides to these cores, e.g. 0 (taskset -c)")
     parser.add_argument("--trl_python", default=os.path.join(".venv-trl", "bin", "python"))
     args, flags = parser.parse_known_args()
     if not os.path.exists(args.trl_python):
@@ -51,19 +68,20 @@ def main() -> None:
 
     ours, theirs = [], []
     for _ in range(args.rounds):
-        ours.append(run(sys.executable, "rewardjax_train_benchmark.py", flags))
-        theirs.append(run(args.trl_python, "trl_benchmark.py", flags))
+        ours.append(run(sys.executable, "rewardjax_train_benchmark.py", flags, args.cpus))
+        theirs.append(run(args.trl_python, "trl_benchmark.py", flags, args.cpus))
 
     loads = [r[k] for r in ours + theirs for k in ("load_average_before", "load_average_after")]
     print(
         f"\njax {ours[0]['versions']['jax']} vs TRL {theirs[0]['versions']['trl']} (torch "
         f"{theirs[0]['versions']['torch']}, {theirs[0]['torch_threads']} threads) on "
-        f"{ours[0]['cpus']} CPUs; load average {min(loads):.1f}-{max(loads):.1f}; "
+        f"{ours[0]['cpus']} CPUs (pinned to: {args.cpus or 'none'}); "
+        f"load average {min(loads):.1f}-{max(loads):.1f}; "
         f"best of {args.rounds} round(s); flags: {' '.join(flags) or '(defaults)'}"
     )
     peak = max(r["matmul_peak_flops"] for r in ours)
     print(f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    summary = {"rounds": args.rounds, "flags": flags, "matmul_peak_flops": peak}
+    summary = {"rounds": args.rounds, "cpus": args.cpus, "flags": flags, "matmul_peak_flops": peak}
     for kind in KINDS:
         if not any(kind in r for r in ours):
             continue
