@@ -34,7 +34,7 @@ def get_config(arg=None):
     c.report.bon_samples = 64
     if arg == "smoke":
         defaults.smoke_overrides(c)
-        c.train.eval_every = 3
+        c.train.eval_every = 0
         c.report.bon_prompts = 4
         c.report.bon_samples = 8
     elif arg:

@@ -29,7 +29,7 @@ from rewardjax.train import steps
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.defaults import TASKS
 from rewardjax.train.loop import fit
-from rewardjax.train.metrics import read_jsonl
+from rewardjax.train.metrics import MetricWriter, read_jsonl
 from rewardjax.train.state import TrainState, make_optimizer
 
 __all__ = ["Data", "load_data", "run"]
@@ -67,13 +67,17 @@ def _synthetic_data(c: ml_collections.ConfigDict) -> Data:
         pattern=tuple(c.pattern),
         pattern_bonus=c.pattern_bonus,
     )
-    key = jax.random.PRNGKey(c.seed)
-    make = lambda i, n: synthetic.pairs_to_dataset(
-        synthetic.sample_preference_pairs(
-            task, jax.random.fold_in(key, i), n, beta=c.beta, flip_rate=c.flip_rate
-        )
+    # One draw split in two (train, then eval): one compilation of the sampler.
+    pairs = synthetic.sample_preference_pairs(
+        task,
+        jax.random.PRNGKey(c.seed),
+        c.num_train_pairs + c.num_eval_pairs,
+        beta=c.beta,
+        flip_rate=c.flip_rate,
     )
-    return Data(make(1, c.num_train_pairs), make(2, c.num_eval_pairs), task)
+    part = lambda sl: synthetic.pairs_to_dataset({k: np.asarray(v)[sl] for k, v in pairs.items()})
+    n = c.num_train_pairs
+    return Data(part(slice(None, n)), part(slice(n, None)) if c.num_eval_pairs else None, task)
 
 
 def _file_data(c: ml_collections.ConfigDict, seed: int) -> Data:
@@ -266,6 +270,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         ).as_dict()
 
     t = config.train
+    # The report scores the eval set itself; the loop's final evaluation would repeat it.
+    report = config.task == "reward_model" and config.report.enabled and eval_data is not None
     state = fit(
         state,
         step_fn,
@@ -279,22 +285,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         batch_fn=batch_fn,
         eval_fn=eval_fn,
         eval_every=t.eval_every,
+        eval_at_end=not report,
         mesh=mesh,
         state_sharding=state_sh,
         progress_bar=t.progress_bar,
     )
-    summary: dict[str, Any] = {"step": int(state.step), "workdir": os.path.abspath(workdir)}
-    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
-    train_records = [r for r in records if "loss" in r]
-    eval_records = [r for r in records if any(k.startswith("eval/") for k in r)]
-    if train_records:
-        summary["train"] = train_records[-1]
-    if eval_records:
-        summary["eval"] = {k[5:]: v for k, v in eval_records[-1].items() if k.startswith("eval/")}
-    if int(state.step) < t.num_steps:  # a time slice (train.stop_at_step): no report yet
-        return summary
-    if config.task == "reward_model" and config.report.enabled and eval_data is not None:
-        summary["report"] = report_lib.reward_model_report(
+    step = int(state.step)
+    summary: dict[str, Any] = {"step": step, "workdir": os.path.abspath(workdir)}
+    if report and step == t.num_steps:
+        summary["report"], pairs = report_lib.reward_model_report(
             workdir,
             model=model,
             params=state.params,
@@ -303,7 +302,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             task=loaded.task,
             config=config,
         )
-    logging.info("Finished %s in %s.", config.task, summary["workdir"])
+        if not (t.eval_every and step % t.eval_every == 0):  # else the loop logged it already
+            writer = MetricWriter(workdir)
+            writer.write(step, {f"eval/{k}": v for k, v in pairs.as_dict().items()})
+            writer.close()
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    train_records = [r for r in records if "loss" in r]
+    eval_records = [r for r in records if any(k.startswith("eval/") for k in r)]
+    if train_records:
+        summary["train"] = train_records[-1]
+    if eval_records:
+        summary["eval"] = {k[5:]: v for k, v in eval_records[-1].items() if k.startswith("eval/")}
+    logging.info("Finished %s at step %d in %s.", config.task, step, summary["workdir"])
     return summary
 
 

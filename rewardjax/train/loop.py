@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -55,7 +56,9 @@ class _SigtermFlag:
         self._previous = None
 
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        # Signal handlers can only be installed from the main thread; elsewhere SIGTERM kills.
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum, frame):
@@ -63,7 +66,8 @@ class _SigtermFlag:
         self.received = True
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGTERM, self._previous)
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def fit(
@@ -80,6 +84,7 @@ def fit(
     batch_fn: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
     eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
     eval_every: int = 0,
+    eval_at_end: bool = True,
     mesh: jax.sharding.Mesh | None = None,
     rules: parallel.Rules = parallel.DEFAULT_RULES,
     state_sharding: Any = None,
@@ -101,8 +106,8 @@ def fit(
       stop_at_step: if > 0, save and return once this step is reached (a time-sliced job; the
         schedule still runs to `num_steps`).
       batch_fn: jitted transformation of each batch before the step (e.g. reference log-probs).
-      eval_fn: `state -> metrics`, called every `eval_every` steps and at the end; logged with an
-        `eval/` prefix.
+      eval_fn: `state -> metrics`, called every `eval_every` steps (and at the end when
+        `eval_at_end`); logged with an `eval/` prefix.
       mesh, rules: each batch is split over the mesh's batch axes (`parallel.shard_batch`) and
         steps are traced under `parallel.mesh_rules(mesh, rules)`; None runs on one device.
       state_sharding: shardings of `state` (from `parallel.sharded_init`) for `jax.jit`.
@@ -203,7 +208,7 @@ def fit(
                         "rerun with the same --workdir to resume."
                     )
             save()
-            if eval_fn is not None and not (eval_every and step % eval_every == 0):
+            if eval_at_end and eval_fn is not None and not (eval_every and step % eval_every == 0):
                 evaluate()
     finally:
         bar.close()

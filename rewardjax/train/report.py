@@ -77,8 +77,12 @@ def reward_model_report(
     subset_names: Sequence[str],
     task: synthetic.MarkovTask | None,
     config: ml_collections.ConfigDict,
-) -> str:
-    """Evaluates the reward model, writes `<workdir>/report.md` and its PNGs; returns its path."""
+) -> tuple[str, evaluate.PairReport]:
+    """Evaluates the reward model, writes `<workdir>/report.md` and its PNGs.
+
+    Returns:
+      The report's path and the pair metrics of the eval set.
+    """
     arrays = evaluate.score_pair_batches(model, params, eval_batches)
     pairs = evaluate.evaluate_pairs(
         arrays["chosen"],
@@ -119,4 +123,4 @@ def reward_model_report(
         extra += ["## Proxy vs gold\n", "![proxy vs gold](proxy_vs_gold.png)\n"]
     with open(path, "a", encoding="utf-8") as f:
         f.write("\n" + "\n".join(extra))
-    return path
+    return path, pairs

@@ -67,7 +67,7 @@ def test_reward_model_step_with_margin_and_centring_matches_numpy_bradley_terry(
     model = RewardModel(RewardModelConfig(backbone=BACKBONE, head="scalar"))
     batch = _pair_batch(0)
     params = nn.unbox(
-        model.init(jax.random.PRNGKey(1), batch["chosen_tokens"], batch["chosen_mask"])
+        jax.jit(model.init)(jax.random.PRNGKey(1), batch["chosen_tokens"], batch["chosen_mask"])
     )
 
     apply = jax.jit(model.apply)
@@ -100,7 +100,7 @@ def test_reward_model_step_ensemble_trains_every_member_on_the_pair():
     )
     batch = _pair_batch(1)
     params = nn.unbox(
-        model.init(jax.random.PRNGKey(2), batch["chosen_tokens"], batch["chosen_mask"])
+        jax.jit(model.init)(jax.random.PRNGKey(2), batch["chosen_tokens"], batch["chosen_mask"])
     )
     _, metrics = jax.jit(lambda s, b: reward_model_step(s, b, None, model=model))(
         _sgd_state(params), batch
@@ -134,7 +134,7 @@ def _numpy_completion_logps(logits_fn, params, tokens, mask, completion):
 @functools.cache
 def _lm_and_params():
     lm = CausalLM(BACKBONE)
-    init = lambda k: nn.unbox(lm.init(k, jnp.ones((1, T), jnp.int32)))
+    init = jax.jit(lambda k: nn.unbox(lm.init(k, jnp.ones((1, T), jnp.int32))))
     logits_fn = jax.jit(lambda p, t, m: lm.apply(p, t, segment_ids=m)[0])
     return logits_fn, init(jax.random.PRNGKey(3)), init(jax.random.PRNGKey(4))
 
