@@ -242,10 +242,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         # A copy: the state's buffers are donated to the step, the reference's must survive.
         ref_params = jax.tree.map(jnp.copy, params)
         if config.reference == "initial" and config.loss.name not in steps.REFERENCE_FREE:
-            batch_fn = functools.partial(
-                lambda ref, batch: steps.reference_logps(ref, batch, logits_fn=logits_fn),
-                ref_params,
-            )
+            # The reference goes in as an argument of the jitted function, not as a constant.
+            ref_logps = jax.jit(functools.partial(steps.reference_logps, logits_fn=logits_fn))
+            batch_fn = lambda batch: ref_logps(ref_params, batch)
         step_fn = functools.partial(
             steps.dpo_step,
             logits_fn=logits_fn,

@@ -105,7 +105,8 @@ def fit(
       max_to_keep: checkpoints to keep.
       stop_at_step: if > 0, save and return once this step is reached (a time-sliced job; the
         schedule still runs to `num_steps`).
-      batch_fn: jitted transformation of each batch before the step (e.g. reference log-probs).
+      batch_fn: applied to each (sharded) batch before the step, e.g. a jitted function adding
+        reference log-probs.
       eval_fn: `state -> metrics`, called every `eval_every` steps (and at the end when
         `eval_at_end`); logged with an `eval/` prefix.
       mesh, rules: each batch is split over the mesh's batch axes (`parallel.shard_batch`) and
@@ -131,7 +132,6 @@ def fit(
         out_shardings=(state_sharding, None),
         donate_argnums=0,
     )
-    jit_batch_fn = jax.jit(batch_fn) if batch_fn else None
     writer = MetricWriter(workdir)
     step = int(jax.device_get(state.step))
     last_step = min(num_steps, stop_at_step) if stop_at_step > 0 else num_steps
@@ -187,8 +187,8 @@ def fit(
                 batch = next(batches)
                 if mesh is not None:
                     batch = parallel.shard_batch(batch, mesh)
-                if jit_batch_fn is not None:
-                    batch = jit_batch_fn(batch)
+                if batch_fn is not None:
+                    batch = batch_fn(batch)
                 state, metrics = jit_step(state, batch)
                 step += 1
                 pending.append((step, metrics))
