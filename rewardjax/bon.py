@@ -271,7 +271,7 @@ def bon_kl_estimate(
 class BonCurves(NamedTuple):
     """Best-of-n curves from reward samples: one value per n (batch shape + [K])."""
 
-    reward: Array  # unbiased estimate of E[max of n iid rewards]
+    reward: Array  # unbiased estimate of E[max of n iid rewards] (or of `values` at the best)
     kl: Array  # log n - (n-1)/n: the exact KL for a tie-free (continuous) reward, else a bound
 
 
@@ -314,6 +314,7 @@ def empirical_bon_curves(
     rewards: Float[ArrayLike, "*batch N"],
     ns: Int[ArrayLike, " K"],
     *,
+    values: Float[ArrayLike, "*batch N"] | None = None,
     tail_mass: float = 1e-7,
 ) -> BonCurves:
     """Expected best-of-n reward for many n from M reward samples of the base policy, no resampling.
@@ -329,17 +330,25 @@ def empirical_bon_curves(
     the top ⌈M log(1/tail_mass)/n⌉ sum to less than tail_mass and are dropped; n values are grouped
     by window size so the work is O(M log(1/tail_mass) log K), not O(M K).
 
+    With `values` (e.g. the gold reward of each sample, `rewards` being the proxy), the same
+    weights average the concomitants instead: Σ_i w_n(i) v̄_[i], with v̄_[i] the value of the sample
+    of i-th smallest reward, averaged within reward ties (best-of-n breaks ties uniformly), an
+    unbiased estimate of E[value of the best-of-n sample] (the gold-vs-proxy curves of Gao et al.).
+
     The KL returned is the analytic log n - (n-1)/n (`bon_kl_bound`): exact when the reward has no
     ties (a continuous reward model), an upper bound otherwise; use `bon_kl` on a discrete law.
 
     Jittable in `rewards`; `ns` must be concrete (it fixes the static window shapes).
 
     Reference: David & Nagaraja 2003, "Order Statistics" (Section 2.1); used for best-of-n curves
-    by Nakano et al. 2021, "WebGPT", arXiv 2112.09332.
+    by Nakano et al. 2021, "WebGPT", arXiv 2112.09332; concomitants: David & Nagaraja 2003,
+    Section 6.8; Gao et al. 2022, "Scaling Laws for Reward Model Overoptimization",
+    arXiv 2210.10760.
 
     Args:
       rewards: reward samples of the base policy, shape [..., M] (M = N samples per prompt).
       ns: distinct or repeated integers 1 ≤ n ≤ M, shape [K].
+      values: optional per-sample values to read at the best-of-n sample, shape [..., M].
       tail_mass: total weight that may be dropped from the bottom order statistics.
 
     Returns:
@@ -353,11 +362,31 @@ def empirical_bon_curves(
     size = rewards.shape[-1]
     if ns_np.size == 0 or ns_np.min() < 1 or ns_np.max() > size:
         raise ValueError(f"empirical_bon_curves: ns must lie in [1, M={size}], got {ns_np}.")
-    return _empirical_bon_curves(rewards, tuple(ns_np.tolist()), float(tail_mass))
+    return _empirical_bon_curves(rewards, values, tuple(ns_np.tolist()), float(tail_mass))
+
+
+def _concomitants_desc(rewards: Array, values: Array) -> Array:
+    """`values` ordered by descending `rewards`, each replaced by the mean over its reward tie."""
+    order = jnp.argsort(rewards, axis=-1, descending=True)
+    r = jnp.take_along_axis(rewards, order, axis=-1)
+    v = jnp.take_along_axis(values, order, axis=-1)
+    size = r.shape[-1]
+    starts = jnp.concatenate([jnp.ones_like(r[..., :1], bool), r[..., 1:] != r[..., :-1]], -1)
+    group = jnp.cumsum(starts, axis=-1) - 1
+
+    def tie_means(v_row, group_row):
+        total = jax.ops.segment_sum(v_row, group_row, num_segments=size)
+        count = jax.ops.segment_sum(jnp.ones_like(v_row), group_row, num_segments=size)
+        return (total / jnp.maximum(count, 1.0))[group_row]
+
+    flat = jax.vmap(tie_means)(v.reshape(-1, size), group.reshape(-1, size))
+    return flat.reshape(v.shape)
 
 
 @functools.partial(jax.jit, static_argnames=("ns", "tail_mass"))
-def _empirical_bon_curves(rewards: Array, ns: tuple[int, ...], tail_mass: float) -> BonCurves:
+def _empirical_bon_curves(
+    rewards: Array, values: Array | None, ns: tuple[int, ...], tail_mass: float
+) -> BonCurves:
     rewards = rewards.astype(jnp.promote_types(rewards.dtype, jnp.float32))
     ns_np = np.asarray(ns)
     size = rewards.shape[-1]
@@ -365,7 +394,15 @@ def _empirical_bon_curves(rewards: Array, ns: tuple[int, ...], tail_mass: float)
     q = np.concatenate([q, np.zeros(size)])  # padding: slices past the end are masked
     q_hi = q.astype(np.float32)
     q_table = np.stack([q_hi, (q - q_hi).astype(np.float32)])  # [2, 2M]
-    r_desc = jnp.flip(_sort_last(rewards), axis=-1)
+    if values is None:
+        r_desc = jnp.flip(_sort_last(rewards), axis=-1)
+    else:
+        values = jnp.broadcast_to(jnp.asarray(values, rewards.dtype), rewards.shape)
+        r_desc = _concomitants_desc(rewards, values)
+    # The weights sum to one: centring keeps float32 accumulation error relative to the spread of
+    # the samples, not to their offset.
+    centre = jnp.mean(r_desc, axis=-1, keepdims=True)
+    r_desc = r_desc - centre
     needed = np.ceil(size * np.log(1 / tail_mass) / ns_np) + 1
     # Windows rounded up to powers of √2 (few distinct static shapes, ≤ 41% extra work).
     windows = np.minimum(size, np.ceil(np.sqrt(2) ** np.ceil(2 * np.log2(needed)))).astype(int)
@@ -374,7 +411,7 @@ def _empirical_bon_curves(rewards: Array, ns: tuple[int, ...], tail_mass: float)
         (pos,) = np.nonzero(windows == window)
         parts.append(_window_expectation(r_desc[..., :window], ns_np[pos], q_table))
         positions.append(pos)
-    reward = jnp.concatenate(parts, axis=-1)[..., np.argsort(np.concatenate(positions))]
+    reward = jnp.concatenate(parts, axis=-1)[..., np.argsort(np.concatenate(positions))] + centre
     return BonCurves(reward, bon_kl_bound(jnp.asarray(ns_np, rewards.dtype)))
 
 

@@ -20,9 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
-from scipy import special
 
 from rewardjax import bon
 from rewardjax.evaluate._arrays import as_float, weighted_mean, weights_like
@@ -232,39 +230,6 @@ def exact_bon_gold_curves(
     )
 
 
-def _max_of_nweights_like(size: int, ns: np.ndarray) -> np.ndarray:
-    """w_n(i) = C(i-1, n-1) / C(M, n) for ascending rank i = 1..M, float64 from log-gammas, [K, M].
-
-    The probability that the i-th smallest of M values is the largest of a uniformly random
-    n-subset (David & Nagaraja 2003, Section 2.1).
-    """
-    i = np.arange(1, size + 1, dtype=np.float64)[None, :]
-    n = ns.astype(np.float64)[:, None]
-    ok = i >= n
-    log_w = (
-        special.gammaln(i)
-        - special.gammaln(np.where(ok, i - n + 1, 1.0))
-        - special.gammaln(size + 1)
-        + special.gammaln(size - n + 1)
-        + np.log(n)
-    )
-    return np.where(ok, np.exp(log_w), 0.0)
-
-
-def _concomitant_bon(proxy: Array, gold: Array, weights: Array) -> Array:
-    """Σ_i w_n(i) ḡ_(i), one prompt: ḡ_(i) the gold of the i-th smallest proxy (tie-group mean)."""
-    order = jnp.argsort(proxy)
-    p, g = proxy[order], gold[order]
-    group = jnp.cumsum(jnp.concatenate([jnp.zeros(1, jnp.int32), (p[1:] != p[:-1])]))
-    size = p.shape[0]
-    total = jax.ops.segment_sum(g, group, num_segments=size)
-    count = jax.ops.segment_sum(jnp.ones_like(g), group, num_segments=size)
-    # The weights sum to one: centring first keeps float32 accumulation error relative to the
-    # spread of the gold rewards, not to their offset.
-    centre = jnp.mean(g)
-    return ((total / jnp.maximum(count, 1.0))[group] - centre) @ weights + centre
-
-
 def empirical_bon_gold_curves(
     proxy: Float[ArrayLike, "*batch M"],
     gold: Float[ArrayLike, "*batch M"],
@@ -275,9 +240,10 @@ def empirical_bon_gold_curves(
     Over all C(M, n) subsets of the M samples, the mean gold reward of the subset's proxy-best
     sample is Σ_i w_n(i) ḡ_(i), with ḡ_(i) the gold reward of the sample of i-th smallest proxy
     reward (its concomitant; averaged within proxy ties, which best-of-n breaks uniformly) and
-    w_n(i) = C(i-1, n-1)/C(M, n) — an unbiased estimate of E[gold(best-of-n by proxy)]. The proxy
-    and gold curves of best-of-n by their own reward are `bon.empirical_bon_curves`, and the KL is
-    its log n - (n-1)/n (exact for a tie-free proxy, else an upper bound). Cost O(K M) per prompt.
+    w_n(i) = C(i-1, n-1)/C(M, n) — an unbiased estimate of E[gold(best-of-n by proxy)]
+    (`bon.empirical_bon_curves` with `values=gold`). The proxy and gold curves of best-of-n by
+    their own reward are `bon.empirical_bon_curves`, and the KL is its log n - (n-1)/n (exact for a
+    tie-free proxy, else an upper bound).
 
     Jittable in `proxy` and `gold`; `ns` must be concrete.
 
@@ -293,19 +259,11 @@ def empirical_bon_gold_curves(
       BonGoldCurves with n, kl [K] and reward fields [..., K].
     """
     proxy, gold = jnp.broadcast_arrays(as_float(proxy), as_float(gold))
-    ns_np = np.asarray(ns, np.int64).reshape(-1)
-    size = proxy.shape[-1]
-    if ns_np.size == 0 or ns_np.min() < 1 or ns_np.max() > size:
-        raise ValueError(f"empirical_bon_gold_curves: ns must lie in [1, M={size}], got {ns_np}.")
-    weights = jnp.asarray(_max_of_nweights_like(size, ns_np), proxy.dtype).T  # [M, K]
-    flat = jax.vmap(_concomitant_bon, in_axes=(0, 0, None))(
-        proxy.reshape(-1, size), gold.reshape(-1, size), weights
-    )
-    proxy_curves = bon.empirical_bon_curves(proxy, ns_np)
+    proxy_curves = bon.empirical_bon_curves(proxy, ns)
     return BonGoldCurves(
-        jnp.asarray(ns_np, proxy.dtype),
+        jnp.asarray(ns, proxy.dtype).reshape(-1),
         proxy_curves.kl,
         proxy_curves.reward,
-        flat.reshape(*proxy.shape[:-1], ns_np.size),
-        bon.empirical_bon_curves(gold, ns_np).reward,
+        bon.empirical_bon_curves(proxy, ns, values=gold).reward,
+        bon.empirical_bon_curves(gold, ns).reward,
     )
