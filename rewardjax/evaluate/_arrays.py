@@ -1,13 +1,11 @@
-"""Array helpers shared by the evaluators: float promotion, default weights, weighted means."""
+"""Array helpers shared by the evaluators: default weights, weighted means (and float promotion)."""
 
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
+from rewardjax.losses._numerics import as_float
 
-def as_float(x: ArrayLike) -> Array:
-    """`x` with at least float32 precision (bfloat16 is promoted, float64 kept)."""
-    x = jnp.asarray(x)
-    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+__all__ = ["as_float", "weighted_mean", "weights_like"]
 
 
 def weights_like(weight: ArrayLike | None, like: Array) -> Array:
