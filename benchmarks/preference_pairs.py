@@ -14,7 +14,7 @@ import numpy as np
 
 PAD_ID, EOS_ID = 0, 1
 
-# The tiny Llama of the model benchmarks (forward_benchmark.py, sampler_benchmark.py).
+# The tiny Llama of the sampler benchmark (sampler_benchmark.py).
 MODEL_DEFAULTS = {
     "vocab_size": 1024,
     "d_model": 128,
