@@ -13,6 +13,8 @@ from rewardjax.models.transformer import TransformerConfig
 
 __all__ = ["PRESETS", "get_preset"]
 
+# The deep presets keep the layer loop rolled: unrolling 28-32 layers multiplies compile time
+# (2.7 s -> 12.4 s at 32 tiny layers on CPU) for a run-time gain measured only on small CPU models.
 PRESETS: dict[str, TransformerConfig] = {
     # Byte-level vocabulary, small enough for unit tests on CPU.
     "tiny": TransformerConfig(
@@ -22,6 +24,7 @@ PRESETS: dict[str, TransformerConfig] = {
         vocab_size=32000,
         d_model=4096,
         n_layers=32,
+        unroll_layers=False,
         n_heads=32,
         n_kv_heads=32,
         d_ff=11008,
@@ -32,6 +35,7 @@ PRESETS: dict[str, TransformerConfig] = {
         vocab_size=128256,
         d_model=4096,
         n_layers=32,
+        unroll_layers=False,
         n_heads=32,
         n_kv_heads=8,
         d_ff=14336,
@@ -42,6 +46,7 @@ PRESETS: dict[str, TransformerConfig] = {
         vocab_size=128256,
         d_model=4096,
         n_layers=32,
+        unroll_layers=False,
         n_heads=32,
         n_kv_heads=8,
         d_ff=14336,
@@ -59,6 +64,7 @@ PRESETS: dict[str, TransformerConfig] = {
         vocab_size=152064,
         d_model=3584,
         n_layers=28,
+        unroll_layers=False,
         n_heads=28,
         n_kv_heads=4,
         d_ff=18944,
@@ -70,6 +76,7 @@ PRESETS: dict[str, TransformerConfig] = {
         vocab_size=256000,
         d_model=3072,
         n_layers=28,
+        unroll_layers=False,
         n_heads=16,
         n_kv_heads=16,
         head_dim=256,
