@@ -1,4 +1,5 @@
-"""Train steps on the real tiny models against losses recomputed in NumPy from separate forwards."""
+"""Train steps on the real tiny models against losses recomputed in NumPy from separate forwards
+(pairs, ranked lists, ratings, DPO family, KTO, SFT)."""
 
 import functools
 
@@ -11,7 +12,17 @@ import pytest
 
 from rewardjax.models import CausalLM, RewardModel, RewardModelConfig, get_preset
 from rewardjax.train.state import TrainState
-from rewardjax.train.steps import dpo_step, reference_logps, reward_model_step, sft_step
+from rewardjax.train.steps import (
+    dpo_step,
+    kto_reference_logps,
+    kto_step,
+    mismatched_rows,
+    ranked_reward_model_step,
+    rating_reward_model_step,
+    reference_logps,
+    reward_model_step,
+    sft_step,
+)
 
 BACKBONE = get_preset("tiny", n_layers=1, d_model=32, d_ff=64, vocab_size=32)
 B, T, LR = 3, 8, 0.05
@@ -210,3 +221,243 @@ def test_sft_step_is_mean_token_nll():
     )
     np.testing.assert_allclose(metrics["loss"], numpy_loss(params), rtol=1e-5)
     _check_update_is_gradient_of(numpy_loss, params, new_state.params)
+
+
+def _list_batch(seed, k=3):
+    """B lists of K right-padded responses to a 2-token prompt; ties in row 1; row 2 is a filler."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, T + 1, (B, k))
+    mask = (np.arange(T)[None, None] < lengths[..., None]).astype(np.int32)
+    tokens = rng.integers(1, BACKBONE.vocab_size, (B, k, T)).astype(np.int32) * mask
+    return {
+        "tokens": tokens,
+        "mask": mask,
+        "completion_mask": (mask * (np.arange(T) >= 2)).astype(np.int32),
+        "ranks": np.array([[2, 0, 1], [0, 1, 1], [1, 0, 2]], np.int32)[:, :k],
+        "weight": np.array([1.0, 1.0, 0.0], np.float32),
+    }
+
+
+def _rm_and_params(head="scalar", **head_kwargs):
+    model = RewardModel(RewardModelConfig(backbone=BACKBONE, head=head, head_kwargs=head_kwargs))
+    tokens = jnp.ones((1, T), jnp.int32)
+    params = nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(5), tokens, tokens))
+    return model, params, jax.jit(model.apply)
+
+
+def _numpy_list_loss(scores, ranks, loss_name):
+    """Per-list losses by plain enumeration over the responses (float64)."""
+    out = []
+    for s, r in zip(scores.astype(np.float64), ranks):
+        if loss_name == "plackett_luce":
+            ordered = s[sorted(range(len(r)), key=lambda i: (r[i], i))]
+            out.append(-sum(ordered[k] - np.logaddexp.reduce(ordered[k:]) for k in range(len(s))))
+        elif loss_name == "listwise_softmax":
+            out.append(np.logaddexp.reduce(s) - s[list(r).index(min(r))])
+        else:  # bradley_terry over the strictly ordered pairs
+            pairs = [(i, j) for i in range(len(r)) for j in range(len(r)) if r[i] < r[j]]
+            out.append(np.mean([-_log_sigmoid(s[i] - s[j]) for i, j in pairs]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("loss_name", ["plackett_luce", "listwise_softmax", "bradley_terry"])
+def test_ranked_step_matches_numpy_enumeration(loss_name):
+    model, params, apply = _rm_and_params()
+    batch = _list_batch(5)
+    w = batch["weight"]
+
+    def scores_of(p):  # one forward per response slot, independent of the step's flattening
+        return np.stack(
+            [
+                np.asarray(
+                    apply(
+                        p, *(batch[n][:, k] for n in ("tokens", "mask", "completion_mask"))
+                    ).reward
+                )
+                for k in range(3)
+            ],
+            axis=1,
+        )
+
+    def numpy_loss(p):
+        per = _numpy_list_loss(scores_of(p), batch["ranks"], loss_name)
+        return float(np.sum(per * w) / np.sum(w))
+
+    step = jax.jit(
+        lambda s, b: ranked_reward_model_step(s, b, None, model=model, loss_name=loss_name)
+    )
+    new_state, metrics = step(_sgd_state(params), batch)
+    np.testing.assert_allclose(metrics["loss"], numpy_loss(params), rtol=1e-5)
+    s, r = scores_of(params), batch["ranks"]
+    pairs = [
+        [s[b, i] > s[b, j] for i in range(3) for j in range(3) if r[b, i] < r[b, j]] for b in (0, 1)
+    ]
+    np.testing.assert_allclose(metrics["accuracy"], np.mean([np.mean(p) for p in pairs]), rtol=1e-6)
+    top1 = [r[b, np.argmax(s[b])] == 0 for b in (0, 1)]
+    np.testing.assert_allclose(metrics["top1_accuracy"], np.mean(top1))
+    _check_update_is_gradient_of(numpy_loss, params, new_state.params)
+
+
+def test_ranked_pairwise_loss_of_two_responses_is_the_pairwise_step():
+    """A list of K = 2 with ranks (0, 1) is a preference pair: same loss, same update."""
+    model, params, _ = _rm_and_params()
+    pairs = _pair_batch(6)
+    lists = {
+        key: np.stack([pairs[f"chosen_{key}"], pairs[f"rejected_{key}"]], axis=1)
+        for key in ("tokens", "mask", "completion_mask")
+    }
+    lists.update(ranks=np.tile(np.array([[0, 1]], np.int32), (B, 1)), weight=pairs["weight"])
+    got = jax.jit(lambda s, b: ranked_reward_model_step(s, b, None, model=model))(
+        _sgd_state(params), lists
+    )
+    want = jax.jit(lambda s, b: reward_model_step(s, b, None, model=model))(
+        _sgd_state(params), pairs
+    )
+    np.testing.assert_allclose(got[1]["loss"], want[1]["loss"], rtol=1e-6)
+    np.testing.assert_allclose(got[1]["accuracy"], want[1]["accuracy"])
+    for a, b in zip(jax.tree.leaves(got[0].params), jax.tree.leaves(want[0].params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _rating_batch(seed, num_attributes):
+    pairs = _pair_batch(seed)
+    rng = np.random.default_rng(seed)
+    return {
+        "tokens": pairs["chosen_tokens"],
+        "mask": pairs["chosen_mask"],
+        "completion_mask": pairs["chosen_completion_mask"],
+        "ratings": rng.uniform(0, 4, (B, num_attributes)).astype(np.float32),
+        "weight": pairs["weight"],
+    }
+
+
+def test_rating_step_regresses_every_attribute_of_a_multi_attribute_head():
+    model, params, apply = _rm_and_params("multi_attribute", num_attributes=2)
+    batch = _rating_batch(7, 2)
+    w = batch["weight"]
+
+    def errors(p):
+        out = apply(p, batch["tokens"], batch["mask"], batch["completion_mask"])
+        return (np.asarray(out.aux["attributes"], np.float64) - batch["ratings"]) ** 2
+
+    numpy_loss = lambda p: float(np.sum(errors(p).mean(-1) * w) / np.sum(w))
+    step = jax.jit(
+        lambda s, b: rating_reward_model_step(
+            s, b, None, model=model, attribute_names=("helpful", "safe")
+        )
+    )
+    new_state, metrics = step(_sgd_state(params), batch)
+    np.testing.assert_allclose(metrics["loss"], numpy_loss(params), rtol=1e-5)
+    e = errors(params)
+    np.testing.assert_allclose(metrics["mse/safe"], np.sum(e[:, 1] * w) / 2.0, rtol=1e-5)
+    _check_update_is_gradient_of(numpy_loss, params, new_state.params)
+
+
+def test_rating_step_fits_one_attribute_with_a_scalar_head_and_names_missing_outputs():
+    model, params, apply = _rm_and_params()
+    batch = _rating_batch(8, 3)
+    r = np.asarray(apply(params, batch["tokens"], batch["mask"], batch["completion_mask"]).reward)
+    _, metrics = jax.jit(
+        lambda s, b: rating_reward_model_step(s, b, None, model=model, attribute=2)
+    )(_sgd_state(params), batch)
+    want = np.sum((r - batch["ratings"][:, 2]) ** 2 * batch["weight"]) / 2.0
+    np.testing.assert_allclose(metrics["loss"], want, rtol=1e-5)
+    assert set(metrics) >= {"mse/2"}
+    with pytest.raises(ValueError, match="multi_attribute"):
+        rating_reward_model_step(_sgd_state(params), batch, None, model=model)
+
+
+def _unpaired_batch(seed):
+    """Right-padded rows with prompts of different lengths (so mismatched rows re-align)."""
+    rng = np.random.default_rng(seed)
+    lengths, prompt = np.array([8, 5, 7, 6]), np.array([3, 2, 4, 2])
+    mask = (np.arange(T)[None] < lengths[:, None]).astype(np.int32)
+    tokens = rng.integers(1, BACKBONE.vocab_size, (4, T)).astype(np.int32) * mask
+    completion = mask * (np.arange(T)[None] >= prompt[:, None])
+    return {
+        "tokens": tokens,
+        "mask": mask,
+        "completion_mask": completion.astype(np.int32),
+        "desirable": np.array([True, False, True, False]),
+        "weight": np.array([1.0, 1.0, 1.0, 0.0], np.float32),
+    }
+
+
+def _numpy_mismatched(batch):
+    """Row i = prompt of row i + completion of row i-1, built with Python lists, cut to T."""
+    tokens, mask, comp = (batch[k] for k in ("tokens", "mask", "completion_mask"))
+    rows = []
+    for i in range(len(tokens)):
+        j = (i - 1) % len(tokens)
+        prompt = [t for t, m, c in zip(tokens[i], mask[i], comp[i]) if m and not c]
+        completion = [t for t, m, c in zip(tokens[j], mask[j], comp[j]) if m and c]
+        rows.append(((prompt + completion)[:T], len(prompt)))
+    out_tokens = np.zeros_like(tokens)
+    out_mask, out_comp = np.zeros_like(tokens), np.zeros_like(tokens)
+    for i, (row, p) in enumerate(rows):
+        out_tokens[i, : len(row)], out_mask[i, : len(row)], out_comp[i, p : len(row)] = row, 1, 1
+    return out_tokens, out_mask, out_comp
+
+
+def test_mismatched_rows_pair_each_prompt_with_the_previous_completion():
+    batch = _unpaired_batch(9)
+    got = jax.jit(mismatched_rows)(batch["tokens"], batch["mask"], batch["completion_mask"])
+    for g, w in zip(got, _numpy_mismatched(batch)):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("shift_kl", [False, True])
+def test_kto_step_matches_numpy(shift_kl):
+    """shift_kl: a reference far below the policy on the mismatched rows makes z0 > 0."""
+    logits_fn, params, ref_params = _lm_and_params()
+    batch = _unpaired_batch(10)
+    beta, w_d, w_u = 0.5, 1.0, 1.5
+    w = batch["weight"]
+    mism = _numpy_mismatched(batch)
+    lp = lambda p, rows: _numpy_completion_logps(logits_fn, p, *rows)[0]
+    rows = (batch["tokens"], batch["mask"], batch["completion_mask"])
+    with_ref = jax.jit(lambda p, b: kto_reference_logps(p, b, logits_fn=logits_fn))(
+        ref_params, batch
+    )
+    np.testing.assert_allclose(with_ref["ref_logps"], lp(ref_params, rows), rtol=1e-5)
+    np.testing.assert_allclose(with_ref["ref_kl_logps"], lp(ref_params, mism), rtol=1e-5)
+    if shift_kl:
+        with_ref = {**with_ref, "ref_kl_logps": with_ref["ref_kl_logps"] - 20.0}
+    ref, ref_kl = (np.asarray(with_ref[k], np.float64) for k in ("ref_logps", "ref_kl_logps"))
+    kl_w = w * np.roll(w, 1)
+    z0 = max(0.0, float(np.sum((lp(params, mism) - ref_kl) * kl_w) / np.sum(kl_w)))
+    assert (z0 > 0) == shift_kl
+
+    def numpy_loss(p):  # z0 is held fixed: no gradient flows into the reference point
+        rho = lp(p, rows) - ref
+        sig = lambda x: 1 / (1 + np.exp(-x))
+        per = np.where(
+            batch["desirable"],
+            w_d * (1 - sig(beta * (rho - z0))),
+            w_u * (1 - sig(beta * (z0 - rho))),
+        )
+        return float(np.sum(per * w) / np.sum(w))
+
+    step = jax.jit(
+        lambda s, b: kto_step(
+            s,
+            b,
+            None,
+            logits_fn=logits_fn,
+            beta=beta,
+            desirable_weight=w_d,
+            undesirable_weight=w_u,
+        )
+    )
+    new_state, metrics = step(_sgd_state(params), with_ref)
+    np.testing.assert_allclose(metrics["kl"], z0, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], numpy_loss(params), rtol=1e-5)
+    reward = beta * (lp(params, rows) - ref)
+    np.testing.assert_allclose(metrics["reward_undesirable"], reward[1], rtol=1e-5)
+    _check_update_is_gradient_of(numpy_loss, params, new_state.params)
+
+
+def test_kto_step_without_reference_names_the_missing_field():
+    logits_fn, params, _ = _lm_and_params()
+    with pytest.raises(KeyError, match="ref_logps"):
+        kto_step(_sgd_state(params), _unpaired_batch(0), None, logits_fn=logits_fn)
