@@ -3,6 +3,19 @@
 Overrides: `--config.optimizer.learning_rate=3e-4` (the config is locked: a misspelt field fails).
 The work directory holds checkpoints, metrics (JSONL + TensorBoard) and the resolved config;
 rerunning with the same `--workdir` resumes from the latest checkpoint.
+
+Multi-host: start the same command once per process, with the process flags. Each process reads
+its shard of the data, batches are assembled across processes, checkpoints are written
+collectively into the shared `--workdir`, and process 0 alone writes metrics and reports. E.g.
+two processes on this machine (CPU, gloo collectives), in two shells or with `&`:
+
+    python -m rewardjax.main --config=configs/reward_model.py:smoke --workdir=/tmp/rm \\
+        --coordinator_address=localhost:12345 --num_processes=2 --process_id=0
+    python -m rewardjax.main --config=configs/reward_model.py:smoke --workdir=/tmp/rm \\
+        --coordinator_address=localhost:12345 --num_processes=2 --process_id=1
+
+On a cluster that JAX can read (SLURM, Open MPI, TPU pods, Kubernetes), `--auto_distributed`
+takes the process layout from the environment instead.
 """
 
 from __future__ import annotations
@@ -10,16 +23,46 @@ from __future__ import annotations
 import logging as std_logging
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from rewardjax import train
+from rewardjax import parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/<name>.py[:arg]).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and reports.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+_PROCESS_FLAGS = ("coordinator_address", "num_processes", "process_id")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-host: host:port of process 0's coordinator, the same on every process "
+    "(e.g. localhost:12345). Set it with --num_processes and --process_id.",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-host: how many processes take part (e.g. 2)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-host: this process, 0 .. num_processes - 1 (0 is the primary)."
+)
+_LOCAL_DEVICE_IDS = flags.DEFINE_list(
+    "local_device_ids",
+    None,
+    "Multi-host: ids of this host's devices to use (e.g. 0,1); default all.",
+)
+_AUTO_DISTRIBUTED = flags.DEFINE_bool(
+    "auto_distributed",
+    False,
+    "Multi-host: let jax.distributed.initialize read the process layout from the cluster "
+    "(SLURM, Open MPI, TPU pods, Kubernetes); process flags that are set override it.",
+)
+_EXAMPLE = (
+    "For two processes on this machine run, once with --process_id=0 and once with "
+    "--process_id=1: --coordinator_address=localhost:12345 --num_processes=2 --process_id=0"
+)
 
 # Libraries whose INFO records (one per checkpoint file written) would drown the run's own log.
 _QUIET = ("/orbax/", "/grain/")
@@ -32,9 +75,53 @@ class _QuietLibraries(std_logging.Filter):
         )
 
 
+def _distributed_args() -> dict | None:
+    """`initialize_distributed` keyword arguments from the process flags; None for one process."""
+    given = {name: flags.FLAGS[name].value for name in _PROCESS_FLAGS}
+    given = {name: value for name, value in given.items() if value is not None}
+    device_ids = _LOCAL_DEVICE_IDS.value
+    if not given and not _AUTO_DISTRIBUTED.value:
+        if device_ids is not None:
+            raise app.UsageError(
+                "--local_device_ids only applies to a multi-host run; set --coordinator_address, "
+                f"--num_processes and --process_id too (or --auto_distributed). {_EXAMPLE}"
+            )
+        return None
+    missing = [f"--{name}" for name in _PROCESS_FLAGS if name not in given]
+    if missing and not _AUTO_DISTRIBUTED.value:
+        raise app.UsageError(
+            f"{', '.join(missing)} missing: --coordinator_address, --num_processes and "
+            f"--process_id go together (or pass --auto_distributed on a cluster JAX can "
+            f"detect). {_EXAMPLE}"
+        )
+    num, pid = given.get("num_processes"), given.get("process_id")
+    if num is not None and num < 1:
+        raise app.UsageError(f"--num_processes={num} must be >= 1.")
+    if pid is not None and (pid < 0 or (num is not None and pid >= num)):
+        raise app.UsageError(
+            f"--process_id={pid} must be in [0, --num_processes={num}); number the processes "
+            "0, 1, ..., num_processes - 1."
+        )
+    address = given.get("coordinator_address")
+    if address is not None and not address.rpartition(":")[2].isdigit():
+        raise app.UsageError(
+            f"--coordinator_address={address!r} must be host:port, e.g. localhost:12345."
+        )
+    try:
+        ids = None if device_ids is None else [int(i) for i in device_ids]
+    except ValueError:
+        raise app.UsageError(
+            f"--local_device_ids={','.join(device_ids)} must be comma-separated integers, e.g. 0,1."
+        ) from None
+    return dict(given, local_device_ids=ids)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    distributed = _distributed_args()
+    if distributed is not None:  # before anything touches the devices
+        parallel.initialize_distributed(**distributed)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     config = _CONFIG.value
     logging.info("Config:\n%s", config)
@@ -45,6 +132,8 @@ def main(argv: list[str]) -> None:
     except train.Preempted as e:
         logging.warning("%s", e)
         sys.exit(143)
+    if jax.process_index() != 0:  # the primary reports for everyone
+        return
     print(f"Finished {config.task}: step {summary['step']}, work directory {summary['workdir']}")
     if "eval" in summary:
         keys = ("accuracy", "gold_pair_accuracy", "gold_spearman", "nll")

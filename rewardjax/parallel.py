@@ -15,7 +15,9 @@ every parameter directly on its shards (`sharded_init`). Optimizer state takes t
 parameters it mirrors (`sharded_optimizer_init`), batches are split over `("data", "fsdp")`
 (`shard_batch`, which also assembles a global batch from per-process rows on several hosts).
 
-Multi-host: call `initialize_distributed` first thing in the entry point of every process.
+Multi-host: call `initialize_distributed` first thing in the entry point of every process
+(`python -m rewardjax.main --coordinator_address=... --num_processes=... --process_id=...`);
+`host_local` gives process 0 full copies of global arrays for evaluation and reports.
 
 Papers: ZeRO: Memory Optimizations Toward Training Trillion Parameter Models (arXiv 1910.02054);
 Megatron-LM (arXiv 1909.08053); GSPMD: General and Scalable Parallelization for ML Computation
@@ -30,6 +32,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "DEFAULT_RULES",
     "MESH_AXES",
     "batch_sharding",
+    "host_local",
     "initialize_distributed",
     "logical_rules",
     "logical_shardings",
@@ -212,17 +216,19 @@ def shard_batch(local_batch: Any, mesh: Mesh) -> Any:
 
 def initialize_distributed(
     *,
-    coordinator_address: str,
-    num_processes: int,
-    process_id: int,
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
     local_device_ids: Sequence[int] | None = None,
     cpu_collectives: str = "gloo",
 ) -> None:
     """Joins this process to a multi-host run; call it before anything else touches JAX devices.
 
-    Wraps `jax.distributed.initialize`. On CPU, cross-process collectives need an implementation:
-    `cpu_collectives` ("gloo" or "mpi") sets `jax_cpu_collectives_implementation` first (only entry
-    points set `jax.config`, and this runs at the start of one).
+    Wraps `jax.distributed.initialize`. Arguments left None are detected from the cluster
+    environment (SLURM, Open MPI, TPU pods, Kubernetes, ...) by JAX. On CPU, cross-process
+    collectives need an implementation: `cpu_collectives` ("gloo" or "mpi") sets
+    `jax_cpu_collectives_implementation` first (only entry points set `jax.config`, and this runs
+    at the start of one).
 
     Args:
       coordinator_address: "host:port" of process 0, the same on every process.
@@ -231,8 +237,11 @@ def initialize_distributed(
       local_device_ids: devices of this host to use (default: all).
       cpu_collectives: CPU collectives implementation.
     """
-    if not 0 <= process_id < num_processes:
-        raise ValueError(f"process_id={process_id} must be in [0, num_processes={num_processes}).")
+    if num_processes is not None and process_id is not None:
+        if not 0 <= process_id < num_processes:
+            raise ValueError(
+                f"process_id={process_id} must be in [0, num_processes={num_processes})."
+            )
     jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
     jax.distributed.initialize(
         coordinator_address=coordinator_address,
@@ -240,3 +249,16 @@ def initialize_distributed(
         process_id=process_id,
         local_device_ids=local_device_ids,
     )
+
+
+def host_local(tree: Any) -> Any:
+    """`tree` with every array usable by this process alone (evaluation, reports, plots).
+
+    On one process that is `tree` itself. On several, a global array may live partly on other
+    hosts; this returns full numpy copies on every process (`process_allgather`), so the caller
+    can then compute on process 0 only, without collectives. A collective: every process must
+    call it.
+    """
+    if jax.process_count() == 1:
+        return tree
+    return multihost_utils.process_allgather(tree, tiled=True)

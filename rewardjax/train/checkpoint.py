@@ -12,7 +12,6 @@ from typing import Any
 
 import grain
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from rewardjax.train.state import TrainState
@@ -43,8 +42,13 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save
         )
+        # Handlers named up front, so a checkpoint's metadata can be read before any restore.
+        handlers = {
+            "state": ocp.StandardCheckpointHandler(),
+            "data": grain.checkpoint.CheckpointHandler(),
+        }
         self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "data")
+            self.directory, options=options, item_handlers=handlers
         )
 
     def latest_step(self) -> int | None:
@@ -81,26 +85,32 @@ class Checkpointer:
 
     def restore_params(self, params: Any, step: int | None = None) -> Any:
         """Only the parameters of a checkpoint (e.g. an SFT run's, to start DPO from), placed with
-        the shardings of `params` (which fixes the expected structure, shapes and dtypes)."""
+        the shardings of `params` (which fixes the expected structure, shapes and dtypes).
+
+        The checkpoint may come from another topology (device or process count): each shard is
+        read straight into its place, and nothing but the parameters is read.
+        """
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"No checkpoint to load parameters from in {self.directory}.")
-        saved = self._manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
-        )["state"]["params"]
-        want, got = jax.tree.structure(params), jax.tree.structure(saved)
+        saved = self._manager.item_metadata(step)["state"].tree
+        want, got = jax.tree.structure(params), jax.tree.structure(saved["params"])
         shapes = lambda t: [tuple(x.shape) for x in jax.tree.leaves(t)]
-        if want != got or shapes(params) != shapes(saved):
+        if want != got or shapes(params) != shapes(saved["params"]):
             raise ValueError(
                 f"The parameters in {self.directory} (step {step}) do not fit this model: "
-                f"expected {want} with shapes {shapes(params)}, found {got} with {shapes(saved)}. "
-                "Use the same config.model as the run that wrote them."
+                f"expected {want} with shapes {shapes(params)}, found {got} with "
+                f"{shapes(saved['params'])}. Use the same config.model as the run that wrote them."
             )
-        return jax.tree.map(
-            lambda x, like: jax.device_put(np.asarray(x).astype(like.dtype), like.sharding),
-            saved,
-            params,
-        )
+        target = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, params)}
+        restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+        # The step's `state` item read as a plain pytree, so that all but the params is skipped.
+        with ocp.PyTreeCheckpointer() as reader:
+            restored = reader.restore(
+                os.path.join(self.directory, str(step), "state"),
+                args=ocp.args.PyTreeRestore(target, restore_args, partial_restore=True),
+            )
+        return restored["params"]
 
     def wait(self) -> None:
         self._manager.wait_until_finished()

@@ -4,6 +4,11 @@
 `fold_in(state.rng, state.step)`, so a run is a function of the seed and the data order alone,
 and a run resumed from a checkpoint (state and data-iterator position) continues exactly as an
 uninterrupted one would.
+
+Several processes (`parallel.initialize_distributed`) run the same loop: each feeds its own rows
+of every global batch, all of them save checkpoints together, process 0 alone writes metrics,
+shows the progress bar and runs the evaluation (on host copies of the parameters), and a SIGTERM
+to any of them stops all of them at the same step (JAX's preemption sync point).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 import tqdm
+from jax.experimental import multihost_utils
 
 from rewardjax import parallel
 from rewardjax.train.checkpoint import Checkpointer
@@ -49,21 +55,31 @@ def _rng_step(step_fn: StepFn) -> Callable:
 
 
 class _SigtermFlag:
-    """Records SIGTERM instead of dying, so the loop can save first (main thread only)."""
+    """Records SIGTERM instead of dying, so the loop can save first (main thread only).
+
+    With several processes JAX's preemption service owns SIGTERM: `stop(step)` turns true on
+    every process at the same step once any of them received it.
+    """
 
     def __init__(self):
         self.received = False
         self._previous = None
+        self._multihost = jax.process_count() > 1
 
     def __enter__(self):
         # Signal handlers can only be installed from the main thread; elsewhere SIGTERM kills.
-        if threading.current_thread() is threading.main_thread():
+        if not self._multihost and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._handle)
         return self
 
     def _handle(self, signum, frame):
         del signum, frame
         self.received = True
+
+    def stop(self, step: int) -> bool:
+        if self._multihost:
+            return multihost_utils.reached_preemption_sync_point(step)
+        return self.received
 
     def __exit__(self, *exc):
         if self._previous is not None:
@@ -126,10 +142,12 @@ def fit(
     if checkpointer.latest_step() is not None:
         state = checkpointer.restore(state, batches)
         logging.info("Resumed from step %d in %s.", int(state.step), checkpointer.directory)
+    # Replicated metrics: every process can read them (and stop on a non-finite loss together).
+    replicated = None if mesh is None else parallel.batch_sharding(mesh, 0)
     jit_step = jax.jit(
         _rng_step(step_fn),
         in_shardings=(state_sharding, None),
-        out_shardings=(state_sharding, None),
+        out_shardings=(state_sharding, replicated),
         donate_argnums=0,
     )
     writer = MetricWriter(workdir)
@@ -176,20 +194,32 @@ def fit(
             last_saved = step
 
     def evaluate() -> None:
-        if eval_fn is not None:
-            writer.write(step, {f"eval/{k}": v for k, v in eval_fn(state).items()})
+        if eval_fn is None:
+            return
+        # Every process gathers the parameters, then process 0 evaluates alone (no collectives).
+        local = state.replace(params=parallel.host_local(state.params))
+        if primary:
+            writer.write(step, {f"eval/{k}": v for k, v in eval_fn(local).items()})
 
-    bar = tqdm.tqdm(total=num_steps, initial=step, disable=not progress_bar, desc="train")
-    context = parallel.mesh_rules(mesh, rules) if mesh is not None else contextlib.nullcontext()
+    primary = jax.process_index() == 0
+    bar = tqdm.tqdm(
+        total=num_steps, initial=step, disable=not (progress_bar and primary), desc="train"
+    )
+    # Only the step runs under the mesh: the evaluation on host copies must not be constrained
+    # to devices of other processes.
+    context = lambda: (
+        parallel.mesh_rules(mesh, rules) if mesh is not None else contextlib.nullcontext()
+    )
     try:
-        with _SigtermFlag() as sigterm, context:
+        with _SigtermFlag() as sigterm:
             while step < last_step:
                 batch = next(batches)
-                if mesh is not None:
-                    batch = parallel.shard_batch(batch, mesh)
-                if batch_fn is not None:
-                    batch = batch_fn(batch)
-                state, metrics = jit_step(state, batch)
+                with context():
+                    if mesh is not None:
+                        batch = parallel.shard_batch(batch, mesh)
+                    if batch_fn is not None:
+                        batch = batch_fn(batch)
+                    state, metrics = jit_step(state, batch)
                 step += 1
                 pending.append((step, metrics))
                 bar.update(1)
@@ -200,7 +230,7 @@ def fit(
                     evaluate()
                 if step % checkpoint_every == 0:
                     save()
-                if sigterm.received:
+                if sigterm.stop(step):
                     save()
                     checkpointer.wait()
                     raise Preempted(
