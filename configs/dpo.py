@@ -2,12 +2,17 @@
 
     python -m rewardjax.main --config=configs/dpo.py --workdir=runs/dpo
     python -m rewardjax.main --config=configs/dpo.py:smoke --workdir=/tmp/dpo
+    python -m rewardjax.main --config=configs/dpo.py:kto,smoke --workdir=/tmp/kto
 
 Any policy-level loss of rewardjax.losses by name (`--config.loss.name=ipo`, `robust_dpo`, `nca`,
 `simpo`, `orpo`, ...). The reference is the initial policy (`reference="initial"`, log-probs
 computed on the fly), or log-probs precomputed in the batch (`reference="in_batch"`). Start from
 an SFT run with `--config.init_from=runs/sft`. ORPO: `loss.name=orpo, loss.loss_weight=0.1,
 loss.nll_weight=1`.
+
+Arg: comma-separated options; `smoke` (a few-second run) and `kto`: KTO (Ethayarajh et al.,
+arXiv:2402.01306) on unpaired completions (`data.layout=unpaired` files, or each pair split into a
+desirable and an undesirable completion), evaluated by its implicit reward on held-out pairs.
 """
 
 import ml_collections
@@ -16,6 +21,10 @@ from rewardjax.train import defaults
 
 
 def get_config(arg=None):
+    options = [o for o in (arg or "").split(",") if o]
+    unknown = set(options) - {"kto", "smoke"}
+    if unknown:
+        raise ValueError(f"configs/dpo.py: unknown options {sorted(unknown)}.")
     c = defaults.base_config("dpo")
     c.optimizer.learning_rate = 3e-4
     c.loss = ml_collections.ConfigDict()
@@ -25,8 +34,11 @@ def get_config(arg=None):
     c.loss.loss_weight = 1.0
     c.loss.nll_weight = 0.0  # weight of the chosen responses' NLL (RPO, ORPO)
     c.reference = "initial"
-    if arg == "smoke":
+    if "kto" in options:
+        c.loss.name = "kto"
+        c.loss.kwargs = ml_collections.ConfigDict(
+            {"desirable_weight": 1.0, "undesirable_weight": 1.0}
+        )
+    if "smoke" in options:
         defaults.smoke_overrides(c)
-    elif arg:
-        raise ValueError(f"configs/dpo.py: unknown arg {arg!r} (expected 'smoke').")
     return c

@@ -109,10 +109,15 @@ def reward_model_config() -> ml_collections.ConfigDict:
     c.head.name = "scalar"  # a key of rewardjax.models.HEADS
     c.head.kwargs = ml_collections.ConfigDict()
     c.loss = ml_collections.ConfigDict()
-    c.loss.name = "bradley_terry"  # any pairwise loss of rewardjax.losses
+    # A pairwise loss of rewardjax.losses (pairs, or every ordered pair of a ranked list), a
+    # listwise one (plackett_luce, listwise_softmax: ranked lists) or rating_regression (ratings).
+    c.loss.name = "bradley_terry"
     c.loss.kwargs = ml_collections.ConfigDict()
     c.loss.use_margin = False  # pass each record's margin (Llama 2) to the loss
     c.loss.center_coef = 0.0  # reward centring, 0.01 in Eisenstein et al. (arXiv:2312.09244)
+    # rating_regression: the rating the scalar reward fits (index); None: every rating, through a
+    # multi_attribute head (or the only rating). See rewardjax.train.layouts for the layouts.
+    c.loss.attribute = config_dict.placeholder(int)
     c.report = ml_collections.ConfigDict()
     c.report.enabled = False  # evaluate on the eval set and write report.md at the end
     c.report.bon_prompts = 32  # best-of-n curves on the synthetic task: prompts x samples

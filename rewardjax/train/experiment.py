@@ -1,9 +1,10 @@
 """`run(config, workdir)`: build data, model, optimizer and step from a config, train, evaluate.
 
-Tasks (`config.task`): "reward_model" (a backbone + head trained with a pairwise loss),
-"dpo" (a policy trained with a DPO-family loss against a frozen reference), "sft" (a policy
-fine-tuned on chosen responses). Data comes from the synthetic gold-reward Markov task
-(`data.source = "synthetic"`) or from local files (`data.source = "files"`).
+Tasks (`config.task`): "reward_model" (a backbone + head trained on preference pairs, ranked
+lists or ratings), "dpo" (a policy trained with a DPO-family loss, or KTO on unpaired completions,
+against a frozen reference), "sft" (a policy fine-tuned on chosen responses). The task and its loss
+choose the batch layout (`layouts.train_kind`). Data comes from the synthetic gold-reward Markov
+task (`data.source = "synthetic"`) or from local files (`data.source = "files"`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from rewardjax import data as data_lib
 from rewardjax import evaluate, parallel
 from rewardjax.data import synthetic
 from rewardjax.models import CausalLM, DPOReward, RewardModel, RewardModelConfig, get_preset
+from rewardjax.train import layouts, steps
 from rewardjax.train import report as report_lib
-from rewardjax.train import steps
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.defaults import TASKS
 from rewardjax.train.loop import fit
@@ -42,16 +43,6 @@ class Data:
     train: data_lib.EncodedDataset
     eval: data_lib.EncodedDataset | None
     task: synthetic.MarkovTask | None = None
-
-
-def _to_sft(dataset: data_lib.EncodedDataset) -> data_lib.EncodedDataset:
-    """Pairwise examples -> SFT examples on their chosen responses."""
-    if dataset.kind == "sft":
-        return dataset
-    if dataset.kind != "pairwise":
-        raise ValueError(f"SFT needs sft or pairwise records, got {dataset.kind!r} records.")
-    examples = [{"seqs": e["seqs"][:1], "prompt_len": e["prompt_len"]} for e in dataset.examples]
-    return dataclasses.replace(dataset, kind="sft", examples=examples)
 
 
 def _synthetic_data(c: ml_collections.ConfigDict) -> Data:
@@ -115,7 +106,8 @@ def _file_data(c: ml_collections.ConfigDict, seed: int) -> Data:
 
 
 def load_data(config: ml_collections.ConfigDict) -> Data:
-    """The encoded data `config.data` describes (SFT examples for the sft task)."""
+    """The encoded data `config.data` describes, in the layout its task and loss train on
+    (`layouts.train_kind`; pairs are converted where the layout asks for it)."""
     if config.data.source == "synthetic":
         loaded = _synthetic_data(config.data.synthetic)
     elif config.data.source == "files":
@@ -124,18 +116,20 @@ def load_data(config: ml_collections.ConfigDict) -> Data:
         raise ValueError(
             f"config.data.source={config.data.source!r}: expected 'synthetic' or 'files'."
         )
-    if config.task == "sft":
-        loaded = dataclasses.replace(
-            loaded,
-            train=_to_sft(loaded.train),
-            eval=None if loaded.eval is None else _to_sft(loaded.eval),
-        )
-    elif loaded.train.kind != "pairwise":
-        raise ValueError(
-            f"task {config.task!r} trains on pairwise records, but config.data.layout="
-            f"{config.data.get('layout')!r} gives {loaded.train.kind!r} records."
-        )
-    return loaded
+    loss_name = config.loss.name if "loss" in config else None
+    kind = layouts.train_kind(config.task, loss_name, loaded.train.kind)
+    field = f"task {config.task!r}" + (f" with config.loss.name={loss_name!r}" if loss_name else "")
+    # KTO is evaluated by its implicit reward on held-out pairs when there are any.
+    eval_kind = (
+        "pairwise"
+        if kind == "unpaired" and loaded.eval and loaded.eval.kind == "pairwise"
+        else kind
+    )
+    return dataclasses.replace(
+        loaded,
+        train=layouts.convert(loaded.train, kind, field=field),
+        eval=None if loaded.eval is None else layouts.convert(loaded.eval, eval_kind, field=field),
+    )
 
 
 def _backbone(config: ml_collections.ConfigDict):
@@ -186,7 +180,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       report's path under "report" (when written).
     """
     _check_config(config)
-    _save_config(config, workdir)
+    if jax.process_index() == 0:  # multi-host: the primary writes the files of the run
+        _save_config(config, workdir)
     mesh = parallel.mesh_from_config(config.mesh)
     loaded = load_data(config)
     backbone = _backbone(config)
@@ -195,6 +190,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     length = loaded.train.max_length
     example = jnp.ones((config.train.batch_size, length), jnp.int32)
     eval_data = loaded.eval if config.eval.enabled else None
+    # `(params, batch) -> (loss, metrics)` of a non-pairwise layout, for its evaluation.
+    layout_loss = None
 
     if config.task == "reward_model":
         model = RewardModel(
@@ -203,14 +200,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             )
         )
         init_args = (init_key, example, example)
-        step_fn = functools.partial(
-            steps.reward_model_step,
-            model=model,
-            loss_name=config.loss.name,
-            loss_kwargs=config.loss.kwargs.to_dict(),
-            use_margin=config.loss.use_margin,
-            center_coef=config.loss.center_coef,
-        )
+        if loaded.train.kind == "pairwise":
+            step_fn = functools.partial(
+                steps.reward_model_step,
+                model=model,
+                loss_name=config.loss.name,
+                loss_kwargs=config.loss.kwargs.to_dict(),
+                use_margin=config.loss.use_margin,
+                center_coef=config.loss.center_coef,
+            )
+        else:
+            step_fn, layout_loss = _layout_reward_model_step(config, model, loaded.train)
     else:
         model = CausalLM(backbone)
         init_args = (init_key, example)
@@ -232,7 +232,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     batch_fn = None
     eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None
-    eval_batches = lambda: _batches(eval_data, config.eval.batch_size, None, num_epochs=1)
+    # Process 0 evaluates alone, on the whole eval set and host copies of the parameters.
+    eval_batches = lambda: data_lib.batches(
+        eval_data,
+        global_batch_size=config.eval.batch_size,
+        seed=None,
+        num_epochs=1,
+        shard_index=0,
+        shard_count=1,
+    )
     if config.task == "dpo":
         if config.reference not in ("initial", "in_batch"):
             raise ValueError(
@@ -241,28 +249,48 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             )
         # A copy: the state's buffers are donated to the step, the reference's must survive.
         ref_params = jax.tree.map(jnp.copy, params)
+        kto = config.loss.name == "kto"
+        if kto and config.reference != "initial":
+            raise ValueError(
+                "config.reference='in_batch' is not supported with config.loss.name='kto'; use "
+                "'initial'."
+            )
         if config.reference == "initial" and config.loss.name not in steps.REFERENCE_FREE:
             # The reference goes in as an argument of the jitted function, not as a constant.
-            ref_logps = jax.jit(functools.partial(steps.reference_logps, logits_fn=logits_fn))
+            ref_fn = steps.kto_reference_logps if kto else steps.reference_logps
+            ref_logps = jax.jit(functools.partial(ref_fn, logits_fn=logits_fn))
             batch_fn = lambda batch: ref_logps(ref_params, batch)
-        step_fn = functools.partial(
-            steps.dpo_step,
-            logits_fn=logits_fn,
-            loss_name=config.loss.name,
-            beta=config.loss.beta,
-            loss_kwargs=config.loss.kwargs.to_dict(),
-            loss_weight=config.loss.loss_weight,
-            nll_weight=config.loss.nll_weight,
-        )
+        if kto:
+            step_fn, layout_loss = _kto_step(config, logits_fn)
+        else:
+            step_fn = functools.partial(
+                steps.dpo_step,
+                logits_fn=logits_fn,
+                loss_name=config.loss.name,
+                beta=config.loss.beta,
+                loss_kwargs=config.loss.kwargs.to_dict(),
+                loss_weight=config.loss.loss_weight,
+                nll_weight=config.loss.nll_weight,
+            )
         implicit = DPOReward(backbone, beta=config.loss.beta)
         if eval_data is not None:
+            ref_local = parallel.host_local(ref_params)
+        if eval_data is not None and eval_data.kind == "unpaired":
+            layout_loss, eval_data_fn = jax.jit(layout_loss), lambda b: ref_logps(ref_local, b)
+            eval_fn = lambda s: layouts.mean_metrics(
+                layout_loss, s.params, eval_batches(), batch_fn=eval_data_fn
+            )
+        elif eval_data is not None:
             eval_fn = lambda s: evaluate.evaluate_reward_model(
-                implicit, {"policy": s.params, "reference": ref_params}, eval_batches()
+                implicit, {"policy": s.params, "reference": ref_local}, eval_batches()
             ).as_dict()
     elif config.task == "sft":
         step_fn = functools.partial(steps.sft_step, logits_fn=logits_fn)
         if eval_data is not None:
             eval_fn = functools.partial(_sft_eval, logits_fn=logits_fn, batches=eval_batches)
+    elif eval_data is not None and layout_loss is not None:
+        layout_loss = jax.jit(layout_loss)
+        eval_fn = lambda s: layouts.mean_metrics(layout_loss, s.params, eval_batches())
     elif eval_data is not None:
         eval_fn = lambda s: evaluate.evaluate_reward_model(
             model, s.params, eval_batches(), subset_names=eval_data.subset_names
@@ -270,7 +298,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     t = config.train
     # The report scores the eval set itself; the loop's final evaluation would repeat it.
-    report = config.task == "reward_model" and config.report.enabled and eval_data is not None
+    report = (
+        config.task == "reward_model"
+        and config.report.enabled
+        and eval_data is not None
+        and eval_data.kind == "pairwise"
+    )
     state = fit(
         state,
         step_fn,
@@ -291,11 +324,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     )
     step = int(state.step)
     summary: dict[str, Any] = {"step": step, "workdir": os.path.abspath(workdir)}
-    if report and step == t.num_steps:
+    local_params = parallel.host_local(state.params) if report and step == t.num_steps else None
+    if local_params is not None and jax.process_index() == 0:
         summary["report"], pairs = report_lib.reward_model_report(
             workdir,
             model=model,
-            params=state.params,
+            params=local_params,
             eval_batches=eval_batches(),
             subset_names=eval_data.subset_names,
             task=loaded.task,
@@ -305,7 +339,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             writer = MetricWriter(workdir)
             writer.write(step, {f"eval/{k}": v for k, v in pairs.as_dict().items()})
             writer.close()
-    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+    primary = jax.process_index() == 0  # the others may read while the primary still writes
+    records = read_jsonl(os.path.join(workdir, "metrics.jsonl")) if primary else []
     train_records = [r for r in records if "loss" in r]
     eval_records = [r for r in records if any(k.startswith("eval/") for k in r)]
     if train_records:
@@ -314,6 +349,51 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         summary["eval"] = {k[5:]: v for k, v in eval_records[-1].items() if k.startswith("eval/")}
     logging.info("Finished %s at step %d in %s.", config.task, step, summary["workdir"])
     return summary
+
+
+def _layout_reward_model_step(
+    config: ml_collections.ConfigDict, model: RewardModel, dataset: data_lib.EncodedDataset
+) -> tuple[Callable, Callable]:
+    """The step and the `(params, batch) -> (loss, metrics)` of a reward model on ranked lists or
+    ratings."""
+    loss = config.loss
+    if loss.use_margin or loss.center_coef:
+        raise ValueError(
+            "config.loss.use_margin and config.loss.center_coef apply to preference pairs only; "
+            f"this run trains on {dataset.kind!r} batches: leave them False and 0."
+        )
+    if dataset.kind == "ranked":
+        kwargs = dict(model=model, loss_name=loss.name, loss_kwargs=loss.kwargs.to_dict())
+        return (
+            functools.partial(steps.ranked_reward_model_step, **kwargs),
+            functools.partial(steps.ranked_loss, **kwargs),
+        )
+    attribute = loss.attribute
+    if attribute is None and config.head.name != "multi_attribute" and len(dataset.attributes) == 1:
+        attribute = 0  # the only rating
+    if attribute is None and config.head.name != "multi_attribute":
+        raise ValueError(
+            f"the data has {len(dataset.attributes)} ratings {dataset.attributes}: set "
+            "config.loss.attribute to the one the scalar reward fits, or use the "
+            "multi_attribute head."
+        )
+    kwargs = dict(model=model, attribute=attribute, attribute_names=dataset.attributes)
+    return (
+        functools.partial(steps.rating_reward_model_step, **kwargs),
+        functools.partial(steps.rating_loss, **kwargs),
+    )
+
+
+def _kto_step(config: ml_collections.ConfigDict, logits_fn) -> tuple[Callable, Callable]:
+    """The KTO step and its `(params, batch) -> (loss, metrics)`."""
+    loss = config.loss
+    if loss.loss_weight != 1.0 or loss.nll_weight:
+        raise ValueError(
+            "config.loss.loss_weight and config.loss.nll_weight are not used by KTO; leave them "
+            "1 and 0."
+        )
+    kwargs = dict(logits_fn=logits_fn, beta=loss.beta, **loss.kwargs.to_dict())
+    return functools.partial(steps.kto_step, **kwargs), functools.partial(steps.kto_loss, **kwargs)
 
 
 def _sft_eval(state: TrainState, *, logits_fn, batches) -> dict[str, float]:

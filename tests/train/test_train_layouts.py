@@ -1,0 +1,200 @@
+"""Training on every batch layout: the layout a task and loss pick, pair conversions, evaluation
+by averaged step metrics, and in-process end-to-end runs of the configs' layout variants on local
+files (ranked lists, HelpSteer2 ratings, unpaired KTO completions) and on the synthetic task."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rewardjax import data, train
+from rewardjax.train import layouts
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+WORDS = ["good", "bad", "fine", "poor", "great", "awful", "okay", "meh"]
+
+
+def _config(name, arg):
+    spec = importlib.util.spec_from_file_location(name, CONFIGS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config(arg)
+    c.data.synthetic.num_train_pairs, c.data.synthetic.num_eval_pairs = 32, 8
+    return c
+
+
+def _pairs(n=3):
+    """A pairwise dataset as the synthetic task builds it (with gold rewards)."""
+    rng = np.random.default_rng(0)
+    return data.synthetic.pairs_to_dataset(
+        {
+            "prompt": rng.integers(0, 4, (n, 2)).astype(np.int32),
+            "chosen": rng.integers(0, 4, (n, 3)).astype(np.int32),
+            "rejected": rng.integers(0, 4, (n, 3)).astype(np.int32),
+            "chosen_gold": rng.normal(size=n).astype(np.float32),
+            "rejected_gold": rng.normal(size=n).astype(np.float32),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "task, loss, data_kind, want",
+    [
+        ("sft", None, "pairwise", "sft"),
+        ("dpo", "ipo", "pairwise", "pairwise"),
+        ("dpo", "kto", "unpaired", "unpaired"),
+        ("reward_model", "bradley_terry", "pairwise", "pairwise"),
+        ("reward_model", "hinge", "ranked", "ranked"),
+        ("reward_model", "plackett_luce", "pairwise", "ranked"),
+        ("reward_model", "rating_regression", "rating", "rating"),
+    ],
+)
+def test_train_kind(task, loss, data_kind, want):
+    assert layouts.train_kind(task, loss, data_kind) == want
+
+
+def test_pairs_convert_to_every_layout_and_batch_in_its_format():
+    pairs = _pairs()
+    chosen = [e["seqs"][0] for e in pairs.examples]
+    rejected = [e["seqs"][1] for e in pairs.examples]
+    for kind in ("sft", "ranked", "unpaired", "rating"):
+        converted = layouts.convert(pairs, kind, field="test")
+        assert converted.kind == kind
+        batch = data.collate(
+            kind, converted.examples, [1.0] * len(converted.examples), pairs.max_length
+        )
+        assert set(batch) == set(data.BATCH_KEYS[kind])
+    unpaired = layouts.convert(pairs, "unpaired", field="test").examples
+    assert [e["desirable"] for e in unpaired] == [True, False] * 3
+    interleaved = [s for pair in zip(chosen, rejected) for s in pair]
+    assert all(np.array_equal(e["seqs"][0], s) for e, s in zip(unpaired, interleaved))
+    rated = layouts.convert(pairs, "rating", field="test")
+    gold = [g for e in pairs.examples for g in (e["chosen_gold"], e["rejected_gold"])]
+    np.testing.assert_array_equal([e["ratings"][0] for e in rated.examples], gold)
+    assert rated.attributes == ("gold",)
+    ranked = layouts.convert(pairs, "ranked", field="test").examples
+    assert all(tuple(e["ranks"]) == (0, 1) for e in ranked)
+
+
+def test_conversions_that_do_not_exist_name_the_fields():
+    pairs = _pairs()
+    no_gold = pairs.__class__(
+        "pairwise",
+        [{k: v for k, v in e.items() if "gold" not in k} for e in pairs.examples],
+        pairs.max_length,
+        pairs.stats,
+    )
+    with pytest.raises(ValueError, match=r"config\.data\.layout='rating'"):
+        layouts.convert(no_gold, "rating", field="task 'reward_model'")
+    sft = layouts.convert(pairs, "sft", field="x")
+    with pytest.raises(ValueError, match=r"'ranked' batches.*'sft' records.*config\.data\.layout"):
+        layouts.convert(sft, "ranked", field="task 'reward_model'")
+
+
+def test_mean_metrics_weights_batches_by_their_real_examples():
+    batches = [
+        {"weight": np.array([1.0, 1.0, 0.0]), "x": np.array(2.0)},
+        {"weight": np.array([1.0, 0.0, 0.0]), "x": np.array(5.0)},
+    ]
+    got = layouts.mean_metrics(
+        lambda p, b: (p * b["x"], {"m": b["x"] + 1}),
+        10.0,
+        batches,
+        batch_fn=lambda b: {**b, "x": b["x"] * 2},
+    )
+    assert got == pytest.approx({"loss": (40 * 2 + 100) / 3, "m": (5 * 2 + 11) / 3})
+
+
+def _write(path, records):
+    with open(path, "w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    return str(path)
+
+
+def _files(c, path):
+    c.data.source, c.data.train_path, c.data.max_length, c.data.eval_fraction = (
+        "files",
+        path,
+        24,
+        0.25,
+    )
+    return c
+
+
+def _run(c, workdir):
+    summary = train.run(c, str(workdir))
+    assert summary["step"] == c.train.num_steps
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == str(c.train.num_steps)
+    assert all(np.isfinite(v) for v in summary["train"].values())
+    return summary
+
+
+def test_listwise_reward_model_on_a_ranked_file(tmp_path):
+    rng = np.random.default_rng(1)
+    records = [
+        {
+            "prompt": f"q{i}",
+            "responses": [f"{w} {i}" for w in rng.choice(WORDS, 3, replace=False)],
+            "ranks": [int(r) for r in rng.permutation([0, 1, 1] if i % 4 == 0 else [0, 1, 2])],
+        }
+        for i in range(24)
+    ]
+    c = _files(_config("reward_model", "listwise,smoke"), _write(tmp_path / "r.jsonl", records))
+    summary = _run(c, tmp_path / "run")
+    assert {"loss", "accuracy", "top1_accuracy"} <= set(summary["train"])
+    assert {"loss", "accuracy", "top1_accuracy"} <= set(summary["eval"])
+
+
+def test_rating_reward_model_on_a_helpsteer2_file(tmp_path):
+    rng = np.random.default_rng(2)
+    records = [
+        {
+            "prompt": f"q{i}",
+            "response": f"{rng.choice(WORDS)} {i}",
+            **{a: int(rng.integers(0, 5)) for a in data.HELPSTEER2_ATTRIBUTES},
+        }
+        for i in range(24)
+    ]
+    c = _files(_config("reward_model", "rating,multi_attribute,smoke"), "")
+    c.data.train_path = _write(tmp_path / "h.jsonl", records)
+    c.data.layout, c.head.kwargs.num_attributes = "helpsteer2", 5
+    summary = _run(c, tmp_path / "run")
+    want = {f"mse/{a}" for a in data.HELPSTEER2_ATTRIBUTES}
+    assert want <= set(summary["eval"])
+    # The loss is the mean over the attributes of their squared errors.
+    mean = np.mean([summary["eval"][k] for k in want])
+    np.testing.assert_allclose(summary["eval"]["loss"], mean, rtol=1e-5)
+
+
+def test_kto_on_an_unpaired_file(tmp_path):
+    records = [
+        {"prompt": f"q{i}", "response": f"{WORDS[i % 8]} {i}", "desirable": i % 3 != 0}
+        for i in range(24)
+    ]
+    c = _files(_config("dpo", "kto,smoke"), _write(tmp_path / "u.jsonl", records))
+    c.data.layout = "unpaired"
+    summary = _run(c, tmp_path / "run")
+    assert {"kl", "reward_desirable", "reward_undesirable"} <= set(summary["eval"])
+    assert summary["train"]["kl"] >= 0.0
+
+
+def test_kto_smoke_on_synthetic_pairs_is_evaluated_on_held_out_pairs(tmp_path):
+    c = _config("dpo", "kto,smoke")
+    summary = _run(c, tmp_path)
+    assert {"kl", "reward_desirable", "reward_undesirable"} <= set(summary["train"])
+    assert {"accuracy", "gold_pair_accuracy"} <= set(summary["eval"])
+
+
+def test_layout_options_that_do_not_apply_are_errors(tmp_path):
+    c = _config("reward_model", "listwise,smoke")
+    c.loss.use_margin = True
+    with pytest.raises(ValueError, match=r"config\.loss\.use_margin"):
+        train.run(c, str(tmp_path / "a"))
+    c = _config("dpo", "kto,smoke")
+    c.reference = "in_batch"
+    with pytest.raises(ValueError, match=r"config\.reference='in_batch'"):
+        train.run(c, str(tmp_path / "b"))
