@@ -30,7 +30,8 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
     c.model.remat = False
-    # Initial parameters: the work directory of an earlier run (e.g. SFT before DPO); '' = random.
+    # Initial parameters: the work directory of an earlier run (e.g. SFT before DPO, or before a
+    # reward model, which then takes the policy's transformer as its backbone); '' = random.
     c.init_from = ""
 
     c.optimizer = ml_collections.ConfigDict()

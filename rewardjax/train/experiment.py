@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -218,7 +220,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     params, param_sh = parallel.sharded_init(model.init, *init_args, mesh=mesh)
     if config.init_from:
-        params = Checkpointer(os.path.join(config.init_from, "checkpoints")).restore_params(params)
+        params = _initial_params(config, params, backbone, init_args, mesh)
     opt_state, opt_sh = parallel.sharded_optimizer_init(tx, params, param_sh, mesh)
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     state = TrainState(
@@ -349,6 +351,33 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         summary["eval"] = {k[5:]: v for k, v in eval_records[-1].items() if k.startswith("eval/")}
     logging.info("Finished %s at step %d in %s.", config.task, step, summary["workdir"])
     return summary
+
+
+def _initial_params(
+    config: ml_collections.ConfigDict, params: Any, backbone, init_args: tuple, mesh
+) -> Any:
+    """The parameters of the run in `config.init_from`, placed like `params`: the whole tree when
+    it trained the same kind of model; for a reward model started from a policy run (sft, dpo), the
+    policy's transformer as the backbone, the head keeping its fresh initialisation."""
+    checkpointer = Checkpointer(os.path.join(config.init_from, "checkpoints"))
+    saved_config = os.path.join(config.init_from, "config.json")
+    from_policy = False
+    if config.task == "reward_model" and os.path.exists(saved_config):
+        with open(saved_config, encoding="utf-8") as f:
+            from_policy = json.load(f).get("task") != "reward_model"
+    if not from_policy:
+        return checkpointer.restore_params(params)
+    lm_init = CausalLM(backbone).init
+    with parallel.mesh_rules(mesh):
+        abstract = jax.eval_shape(lm_init, *init_args[:2])
+    shardings = parallel.logical_shardings(abstract, mesh)
+    target = jax.tree.map(
+        lambda x, sharding: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+        nn.meta.unbox(abstract),
+        shardings,
+    )
+    lm = checkpointer.restore_params(target)
+    return {"params": {**params["params"], "backbone": lm["params"]["transformer"]}}
 
 
 def _layout_reward_model_step(
