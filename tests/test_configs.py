@@ -90,3 +90,21 @@ def test_decay_steps_default_to_the_updates_after_warmup():
     c = _load(CONFIGS[0]).get_config(None)
     c.train.num_steps, c.optimizer.grad_accum_steps, c.optimizer.warmup_steps = 1000, 4, 50
     assert train.experiment._resolved_optimizer(c).decay_steps == 1000 // 4 - 50
+
+
+@pytest.mark.parametrize(
+    "name, arg, kind",
+    [
+        ("reward_model", "listwise,smoke", "ranked"),
+        ("reward_model", "rating,multi_attribute", "rating"),
+        ("dpo", "kto,smoke", "unpaired"),
+        ("dpo", "smoke", "pairwise"),
+    ],
+)
+def test_layout_variants_pick_a_registered_loss_and_their_layout(name, arg, kind):
+    c = _load(CONFIGS_BY_NAME[name]).get_config(arg)
+    fn = losses.get(c.loss.name)
+    assert train.layouts.train_kind(c.task, c.loss.name, "pairwise") == kind
+    if kind == "unpaired":  # the kwargs the KTO step passes on are the loss's own
+        out = fn(-np.ones(2), -np.ones(2), np.array([True, False]), 0.0, **c.loss.kwargs)
+        assert np.isfinite(out).all()
