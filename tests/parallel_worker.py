@@ -27,7 +27,6 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax.core import meta  # noqa: E402
-from jax.experimental import multihost_utils  # noqa: E402
 
 from rewardjax import parallel  # noqa: E402
 from rewardjax.models import RewardModel, RewardModelConfig, get_preset, score_pairs  # noqa: E402
@@ -101,7 +100,7 @@ def run(mesh, local_batch):
         jax.tree_util.keystr(k): list(v.addressable_shards[0].data.shape)
         for k, v in jax.tree.leaves_with_path(params)
     }
-    loss, rewards, params = multihost_utils.process_allgather((loss, rewards, params), tiled=True)
+    loss, rewards, params = parallel.host_local((loss, rewards, params))
     return np.asarray(loss), np.asarray(rewards), flatten(params), shard_shapes
 
 
