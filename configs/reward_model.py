@@ -1,4 +1,4 @@
-"""Reward model: a backbone + head trained on preference pairs with a pairwise loss.
+"""Reward model: a backbone + head trained on preference pairs, ranked lists or ratings.
 
     python -m rewardjax.main --config=configs/reward_model.py --workdir=runs/rm
     python -m rewardjax.main --config=configs/reward_model.py:ensemble,smoke --workdir=/tmp/rm
@@ -10,7 +10,8 @@ ratings; on the synthetic task pairs become lists of two and responses rated by 
 Real data: `--config.data.source=files --config.data.train_path=prefs.jsonl
 --config.data.layout=hh` (see rewardjax.data.ADAPTERS); ranked lists with `data.layout=ranked`,
 HelpSteer2 ratings with `rating,multi_attribute --config.data.layout=helpsteer2
---config.head.kwargs.num_attributes=5`. Losses: `--config.loss.name=hinge`, any pairwise loss of
+--config.head.kwargs.num_attributes=5`; the K responses of a list in one row with
+`--config.head.separator=<token id>`. Losses: `--config.loss.name=hinge`, any pairwise loss of
 rewardjax.losses (on ranked lists: over every ordered pair), or `listwise_softmax`.
 """
 

@@ -109,6 +109,9 @@ def reward_model_config() -> ml_collections.ConfigDict:
     c.head = ml_collections.ConfigDict()
     c.head.name = "scalar"  # a key of rewardjax.models.HEADS
     c.head.kwargs = ml_collections.ConfigDict()
+    # Ranked lists: score the K responses of a list in one row ("You Only Judge Once"), each
+    # closed by this separator token id; None scores each response in its own row.
+    c.head.separator = config_dict.placeholder(int)
     c.loss = ml_collections.ConfigDict()
     # A pairwise loss of rewardjax.losses (pairs, or every ordered pair of a ranked list), a
     # listwise one (plackett_luce, listwise_softmax: ranked lists) or rating_regression (ratings).

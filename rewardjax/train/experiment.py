@@ -196,9 +196,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     layout_loss = None
 
     if config.task == "reward_model":
+        ranked = loaded.train.kind == "ranked"
+        if config.head.separator is not None and not ranked:
+            raise ValueError(
+                "config.head.separator scores the responses of a ranked list in one row; this "
+                f"run trains on {loaded.train.kind!r} batches: leave it None."
+            )
         model = RewardModel(
             RewardModelConfig(
-                backbone=backbone, head=config.head.name, head_kwargs=config.head.kwargs.to_dict()
+                backbone=backbone,
+                head=config.head.name,
+                head_kwargs=config.head.kwargs.to_dict(),
+                # Multi-response rows hold the K responses of a list.
+                max_responses=len(loaded.train.examples[0]["seqs"]) if ranked else 4,
             )
         )
         init_args = (init_key, example, example)
@@ -300,12 +310,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     t = config.train
     # The report scores the eval set itself; the loop's final evaluation would repeat it.
-    report = (
-        config.task == "reward_model"
-        and config.report.enabled
-        and eval_data is not None
-        and eval_data.kind == "pairwise"
-    )
+    report = config.task == "reward_model" and config.report.enabled and eval_data is not None
+    if report and eval_data.kind != "pairwise":
+        logging.warning(
+            "No report: it reads preference pairs, the eval set has %s.", eval_data.kind
+        )
+        report = False
     state = fit(
         state,
         step_fn,
@@ -392,7 +402,12 @@ def _layout_reward_model_step(
             f"this run trains on {dataset.kind!r} batches: leave them False and 0."
         )
     if dataset.kind == "ranked":
-        kwargs = dict(model=model, loss_name=loss.name, loss_kwargs=loss.kwargs.to_dict())
+        kwargs = dict(
+            model=model,
+            loss_name=loss.name,
+            loss_kwargs=loss.kwargs.to_dict(),
+            separator=config.head.separator,
+        )
         return (
             functools.partial(steps.ranked_reward_model_step, **kwargs),
             functools.partial(steps.ranked_loss, **kwargs),

@@ -41,6 +41,7 @@ __all__ = [
     "kto_reference_logps",
     "kto_step",
     "mismatched_rows",
+    "multi_response_rows",
     "ranked_loss",
     "ranked_reward_model_step",
     "rating_loss",
@@ -187,6 +188,50 @@ def _score_lists(model: RewardFunction, params: Any, batch: Batch) -> Float[Arra
     return reward.reshape(*reward.shape[:-1], b, k)
 
 
+def _to_front(tokens: Int[Array, "*B T"], selected: Int[Array, "*B T"]) -> Int[Array, "*B T"]:
+    """Each row's selected tokens moved to its front, in order (a stable sort on "not selected")."""
+    return jnp.take_along_axis(tokens, jnp.argsort(~selected, axis=-1, stable=True), axis=-1)
+
+
+def multi_response_rows(
+    tokens: Int[Array, "B K T"],
+    mask: Int[Array, "B K T"],
+    completion_mask: Int[Array, "B K T"],
+    *,
+    separator: int,
+) -> tuple[Int[Array, "B L"], Int[Array, "B L"], Int[Array, "B L"]]:
+    """The K responses of each ranked list in one row, for multi-response scoring.
+
+    Row b: `prompt, resp_1, SEP, resp_2, SEP, ..., resp_K, SEP`, right-padded to
+    `L = K * (T + 1)` (the prompt is response 1's real tokens outside its completion), with
+    `response_ids` 0 on the prompt and padding and k on response k and its SEP: the layout of
+    `RewardModel(...)(tokens, mask, response_ids=...)` ("You Only Judge Once", arXiv 2604.10966).
+
+    Returns:
+      `(tokens, mask, response_ids)` [B, L].
+    """
+    b, k, t = tokens.shape
+    length = k * (t + 1)
+    is_prompt = (mask[:, 0] > 0) & (completion_mask[:, 0] == 0)
+    is_completion = (mask > 0) & (completion_mask > 0)
+    prompt, p = _to_front(tokens[:, 0], is_prompt), jnp.sum(is_prompt, axis=-1, keepdims=True)
+    c = jnp.sum(is_completion, axis=-1)  # [B, K]
+    # Piece k: response k then its separator, [B, K, T + 1].
+    pieces = jnp.pad(_to_front(tokens, is_completion), ((0, 0), (0, 0), (0, 1)))
+    pieces = jnp.where(jnp.arange(t + 1) == c[..., None], separator, pieces)
+    ends = p + jnp.cumsum(c + 1, axis=-1)  # [B, K]: one past each separator
+    pos = jnp.arange(length)[None, :]
+    slot = jnp.minimum(jnp.sum(pos[..., None] >= ends[:, None, :], axis=-1), k - 1)  # [B, L]
+    start = jnp.take_along_axis(ends - (c + 1), slot, axis=-1)
+    offset = jnp.clip(pos - start, 0, t)
+    in_response = (pos >= p) & (pos < ends[:, -1:])
+    response_tokens = pieces[jnp.arange(b)[:, None], slot, offset]
+    prompt_tokens = jnp.take_along_axis(prompt, jnp.minimum(pos, t - 1), axis=-1)
+    new_tokens = jnp.where(pos < p, prompt_tokens, jnp.where(in_response, response_tokens, 0))
+    response_ids = jnp.where(in_response, slot + 1, 0)
+    return new_tokens, (pos < ends[:, -1:]).astype(mask.dtype), response_ids.astype(mask.dtype)
+
+
 def ranked_loss(
     params: Any,
     batch: Batch,
@@ -194,6 +239,7 @@ def ranked_loss(
     model: RewardFunction,
     loss_name: str = "plackett_luce",
     loss_kwargs: Mapping[str, Any] | None = None,
+    separator: int | None = None,
 ) -> tuple[Float[Array, ""], Metrics]:
     """Weighted mean loss of a reward model on ranked lists of K responses, and its metrics.
 
@@ -213,6 +259,8 @@ def ranked_loss(
       model: a `rewardjax.models.RewardFunction`.
       loss_name: "plackett_luce", "listwise_softmax" or a pairwise reward-model loss.
       loss_kwargs: extra keyword hyper-parameters for the loss.
+      separator: score the K responses of a list in one row (`multi_response_rows`, the model's
+        `max_responses` >= K), each closed by this token id; None: each in its own row.
 
     Returns:
       The loss and metrics: `accuracy` (ordered pairs the mean score orders correctly, over lists
@@ -221,7 +269,14 @@ def ranked_loss(
     loss_fn = losses.get(loss_name)
     kwargs = dict(loss_kwargs or {})
     ranks, weight = batch["ranks"], batch["weight"]
-    scores = _score_lists(model, params, batch)
+    if separator is None:
+        scores = _score_lists(model, params, batch)
+    else:
+        rows = multi_response_rows(
+            batch["tokens"], batch["mask"], batch["completion_mask"], separator=separator
+        )
+        out = model.apply(params, rows[0], rows[1], None, rows[2])
+        scores = out.reward.astype(jnp.float32)[..., : ranks.shape[-1]]
     above = ranks[:, :, None] < ranks[:, None, :]  # [B, K, K]: i is ranked above j
     num_pairs = jnp.sum(above, axis=(-2, -1))
     if loss_name == "plackett_luce":
@@ -424,9 +479,8 @@ def mismatched_rows(
     length = tokens.shape[-1]
     is_prompt = (mask > 0) & (completion_mask == 0)
     is_completion = (mask > 0) & (completion_mask > 0)
-    # A row's selected tokens moved to its front, in order (a stable sort on "not selected").
-    front = lambda sel: jnp.take_along_axis(tokens, jnp.argsort(~sel, axis=-1, stable=True), -1)
-    prompt, completion = front(is_prompt), jnp.roll(front(is_completion), 1, axis=0)
+    prompt = _to_front(tokens, is_prompt)
+    completion = jnp.roll(_to_front(tokens, is_completion), 1, axis=0)
     p = jnp.sum(is_prompt, axis=-1, keepdims=True)
     c = jnp.roll(jnp.sum(is_completion, axis=-1, keepdims=True), 1, axis=0)
     t = jnp.arange(length)[None, :]

@@ -133,7 +133,7 @@ def _run(c, workdir):
     return summary
 
 
-def test_listwise_reward_model_on_a_ranked_file(tmp_path):
+def test_listwise_multi_response_reward_model_on_a_ranked_file(tmp_path):
     rng = np.random.default_rng(1)
     records = [
         {
@@ -144,6 +144,7 @@ def test_listwise_reward_model_on_a_ranked_file(tmp_path):
         for i in range(24)
     ]
     c = _files(_config("reward_model", "listwise,smoke"), _write(tmp_path / "r.jsonl", records))
+    c.head.separator = ord("\n")  # the 3 responses of a list in one row
     summary = _run(c, tmp_path / "run")
     assert {"loss", "accuracy", "top1_accuracy"} <= set(summary["train"])
     assert {"loss", "accuracy", "top1_accuracy"} <= set(summary["eval"])
@@ -194,6 +195,10 @@ def test_layout_options_that_do_not_apply_are_errors(tmp_path):
     c.loss.use_margin = True
     with pytest.raises(ValueError, match=r"config\.loss\.use_margin"):
         train.run(c, str(tmp_path / "a"))
+    c = _config("reward_model", "smoke")
+    c.head.separator = 10
+    with pytest.raises(ValueError, match=r"config\.head\.separator"):
+        train.run(c, str(tmp_path / "c"))
     c = _config("dpo", "kto,smoke")
     c.reference = "in_batch"
     with pytest.raises(ValueError, match=r"config\.reference='in_batch'"):

@@ -17,6 +17,7 @@ from rewardjax.train.steps import (
     kto_reference_logps,
     kto_step,
     mismatched_rows,
+    multi_response_rows,
     ranked_reward_model_step,
     rating_reward_model_step,
     reference_logps,
@@ -461,3 +462,56 @@ def test_kto_step_without_reference_names_the_missing_field():
     logits_fn, params, _ = _lm_and_params()
     with pytest.raises(KeyError, match="ref_logps"):
         kto_step(_sgd_state(params), _unpaired_batch(0), None, logits_fn=logits_fn)
+
+
+SEP = BACKBONE.vocab_size - 1
+
+
+def _numpy_multi_response_rows(batch):
+    """`prompt, r_1, SEP, ..., r_K, SEP` per list, built with Python lists, and the prefix of the
+    row that ends at each response's SEP."""
+    rows, prefixes = [], []
+    for toks, mask, comp in zip(batch["tokens"], batch["mask"], batch["completion_mask"]):
+        row = [t for t, m, c in zip(toks[0], mask[0], comp[0]) if m and not c]
+        ids = [0] * len(row)
+        for k in range(toks.shape[0]):
+            response = [t for t, m, c in zip(toks[k], mask[k], comp[k]) if m and c] + [SEP]
+            row, ids = row + response, ids + [k + 1] * len(response)
+            prefixes.append((list(row), ids.count(0)))
+        rows.append((row, ids))
+    return rows, prefixes
+
+
+def test_multi_response_rows_put_a_list_in_one_row():
+    batch = _list_batch(11)
+    tokens, mask, ids = jax.jit(functools.partial(multi_response_rows, separator=SEP))(
+        batch["tokens"], batch["mask"], batch["completion_mask"]
+    )
+    assert tokens.shape == (B, 3 * (T + 1))
+    for i, (row, row_ids) in enumerate(_numpy_multi_response_rows(batch)[0]):
+        n = len(row)
+        np.testing.assert_array_equal(tokens[i, :n], row)
+        np.testing.assert_array_equal(ids[i, :n], row_ids)
+        assert mask[i, :n].all() and not mask[i, n:].any() and not tokens[i, n:].any()
+
+
+def test_multi_response_ranked_step_scores_each_response_on_its_causal_prefix():
+    """Response k of the row scores as the row cut after its SEP, scored alone (the comparative
+    layout of the model); the Plackett-Luce loss is then recomputed from those scores."""
+    model = RewardModel(RewardModelConfig(backbone=BACKBONE, max_responses=3))
+    tokens = jnp.ones((1, T), jnp.int32)
+    params = nn.unbox(jax.jit(model.init)(jax.random.PRNGKey(5), tokens, tokens))
+    batch = _list_batch(12)
+    _, prefixes = _numpy_multi_response_rows(batch)
+    width = max(len(r) for r, _ in prefixes)
+    alone = np.zeros((len(prefixes), width), np.int32)
+    mask, completion = np.zeros_like(alone), np.zeros_like(alone)
+    for j, (row, p) in enumerate(prefixes):
+        alone[j, : len(row)], mask[j, : len(row)], completion[j, p : len(row)] = row, 1, 1
+    scores = np.asarray(jax.jit(model.apply)(params, alone, mask, completion).reward).reshape(B, 3)
+    per = _numpy_list_loss(scores, batch["ranks"], "plackett_luce")
+    w = batch["weight"]
+    _, metrics = jax.jit(
+        lambda s, b: ranked_reward_model_step(s, b, None, model=model, separator=SEP)
+    )(_sgd_state(params), batch)
+    np.testing.assert_allclose(metrics["loss"], np.sum(per * w) / np.sum(w), rtol=1e-5)
