@@ -1,35 +1,32 @@
 """Subprocess worker for tests/test_parallel.py: each run needs a fresh JAX process.
 
-python tests/parallel_worker.py modes OUT_DIR
+python tests/parallel_worker.py OUT_DIR
     8 simulated CPU devices: one train step of a tiny reward model on one device (saved as the
     reference) and with data, FSDP and tensor parallelism; writes the max differences as JSON.
-python tests/parallel_worker.py multihost OUT_DIR PORT PROCESS_ID
-    2 simulated CPU devices per process, 2 processes joined by jax.distributed (gloo): the same
-    step on a (data=2, fsdp=2) mesh, each process feeding its half of the batch; process 0 then
-    saves it and the single-device reference.
+
+Two processes joined by jax.distributed are tested end to end in tests/test_main_multiprocess.py.
 """
 
 import json
 import os
 import sys
 
-MODE = sys.argv[1]
 # Simulated devices; the low backend optimisation level only shortens compiles (every result that is
 # compared is computed in a process with the same flags).
 os.environ["XLA_FLAGS"] = (
-    f"--xla_force_host_platform_device_count={8 if MODE == 'modes' else 2} "
-    "--xla_backend_optimization_level=0 " + os.environ.get("XLA_FLAGS", "")
+    "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
+    + os.environ.get("XLA_FLAGS", "")
 )
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from flax.core import meta  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.core import meta
 
-from rewardjax import parallel  # noqa: E402
-from rewardjax.models import RewardModel, RewardModelConfig, get_preset, score_pairs  # noqa: E402
+from rewardjax import parallel
+from rewardjax.models import RewardModel, RewardModelConfig, get_preset, score_pairs
 
 B, T = 8, 16
 MODEL = RewardModel(
@@ -115,41 +112,22 @@ def max_diff(a, b):
 
 
 def main():
-    out = sys.argv[2]
-    if MODE == "modes":
-        loss, rewards, params = single_device()
-        np.savez(os.path.join(out, "reference.npz"), loss=loss, rewards=rewards, **params)
-        report = {"step_change": max_diff(params, flatten(init_single()))}
-        for name, sizes in {
-            "data": dict(data=8),
-            "fsdp": dict(data=1, fsdp=8),
-            "tensor": dict(data=4, tensor=2),
-        }.items():
-            mesh = parallel.make_mesh(**sizes)
-            m_loss, m_rewards, m_params, shard_shapes = run(mesh, make_batch())
-            report[name] = {
-                "loss": float(abs(m_loss - loss)),
-                "rewards": float(np.max(np.abs(m_rewards - rewards))),
-                "params": max_diff(m_params, params),
-                "shard_shapes": shard_shapes,
-            }
-        with open(os.path.join(out, "modes.json"), "w") as f:
-            json.dump(report, f)
-    else:
-        port, process_id = int(sys.argv[3]), int(sys.argv[4])
-        parallel.initialize_distributed(
-            coordinator_address=f"localhost:{port}", num_processes=2, process_id=process_id
-        )
-        assert jax.device_count() == 4 and jax.local_device_count() == 2
-        mesh = parallel.make_mesh(data=2, fsdp=2)
-        half = B // 2
-        local = {k: v[process_id * half : (process_id + 1) * half] for k, v in make_batch().items()}
-        loss, rewards, params, _ = run(mesh, local)
-        if process_id == 0:
-            np.savez(os.path.join(out, "multihost.npz"), loss=loss, rewards=rewards, **params)
-            # The reference: the whole batch on one local device of this process, no collectives.
-            loss, rewards, params = single_device()
-            np.savez(os.path.join(out, "reference.npz"), loss=loss, rewards=rewards, **params)
+    loss, rewards, params = single_device()
+    report = {"step_change": max_diff(params, flatten(init_single()))}
+    for name, sizes in {
+        "data": dict(data=8),
+        "fsdp": dict(data=1, fsdp=8),
+        "tensor": dict(data=4, tensor=2),
+    }.items():
+        m_loss, m_rewards, m_params, shard_shapes = run(parallel.make_mesh(**sizes), make_batch())
+        report[name] = {
+            "loss": float(abs(m_loss - loss)),
+            "rewards": float(np.max(np.abs(m_rewards - rewards))),
+            "params": max_diff(m_params, params),
+            "shard_shapes": shard_shapes,
+        }
+    with open(os.path.join(sys.argv[1], "modes.json"), "w") as f:
+        json.dump(report, f)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """`python -m rewardjax.main` as two processes on localhost (jax.distributed, gloo CPU collectives).
 
-The same smoke config runs as one process on one device and as two processes of one CPU device
-each, whose FSDP mesh spans both: each process reads its own half of every global batch and holds
-half of every parameter, checkpoints are written by both, and process 0 alone writes metrics,
-the report and the summary. The logged losses, evaluation and final parameters must agree to
-float32 rounding. A copy of the two-process run resumed from its step-3 checkpoint (what a
-preempted run leaves behind) must end exactly where the uninterrupted one did. Every subprocess
-has a timeout.
+The same smoke config runs as one process on one device and as two processes of two CPU devices
+each, whose (data=2, fsdp=2) mesh spans both: each process reads its own half of every global
+batch (split again over its devices) and holds parts of every parameter, checkpoints are written
+by both, and process 0 alone writes metrics, the report and the summary. The logged losses,
+evaluation and final parameters must agree to float32 rounding. A copy of the two-process run
+resumed from its step-3 checkpoint (what a preempted run leaves behind) must end exactly where
+the uninterrupted one did. Every subprocess has a timeout.
 """
 
 import glob
@@ -36,11 +36,11 @@ CONFIG = [
     "--config.optimizer.momentum=0.9",
     "--config.optimizer.learning_rate=0.05",
 ]
-# Two processes: parameters and optimizer state split over both (FSDP; each process still feeds
-# its own rows), and the report (process 0 evaluates alone, on host copies of the parameters).
-FSDP = ["--config.mesh.data=1", "--config.mesh.fsdp=2"]
+# Two processes: parameters and optimizer state split over the fsdp axis, rows over both axes, and
+# the report (process 0 evaluates alone, on host copies of the parameters).
+MESH = ["--config.mesh.data=2", "--config.mesh.fsdp=2"]
 MULTI = [
-    *FSDP,
+    *MESH,
     "--config.report.enabled=True",
     "--config.report.bon_prompts=4",
     "--config.report.bon_samples=8",
@@ -53,7 +53,7 @@ def env(tmp_path_factory):
     cache = tmp_path_factory.getbasetemp().parent / "rewardjax_main_xla_cache"
     cache.mkdir(exist_ok=True)
     return dict(
-        {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},  # one CPU device per process
+        {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},  # one CPU device
         JAX_PLATFORMS="cpu",
         XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
         JAX_COMPILATION_CACHE_DIR=str(cache),
@@ -62,8 +62,10 @@ def env(tmp_path_factory):
     )
 
 
-def _start(env, workdir, *extra_flags):
+def _start(env, workdir, *extra_flags, num_devices=1):
     command = [sys.executable, "-m", "rewardjax.main", *CONFIG, f"--workdir={workdir}"]
+    count = f" --xla_force_host_platform_device_count={num_devices}" if num_devices > 1 else ""
+    env = dict(env, XLA_FLAGS=env["XLA_FLAGS"] + count)
     return subprocess.Popen(
         [*command, *extra_flags],
         cwd=REPO,
@@ -86,6 +88,7 @@ def _start_two(env, workdir, *extra_flags):
             f"--coordinator_address=localhost:{port}",
             "--num_processes=2",
             f"--process_id={i}",
+            num_devices=2,
         )
         for i in range(2)
     ]
@@ -127,7 +130,7 @@ def runs(env, tmp_path_factory):
         "resumed": resumed,
         "multi_outs": outs[1:],
         # Without evaluation (the report's forward passes would not change the comparison).
-        "resumed_outs": _wait(_start_two(env, resumed, *FSDP, "--config.eval.enabled=False")),
+        "resumed_outs": _wait(_start_two(env, resumed, *MESH, "--config.eval.enabled=False")),
     }
 
 

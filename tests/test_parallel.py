@@ -1,12 +1,12 @@
-"""rewardjax.parallel: meshes, rules, sharded init; sharded and multi-process runs equal one device.
+"""rewardjax.parallel: meshes, rules, sharded init; sharded runs equal one device.
 
-The multi-device checks run tests/parallel_worker.py in fresh processes (8 simulated CPU devices;
-two processes joined by jax.distributed with gloo).
+The multi-device checks run tests/parallel_worker.py in a fresh process (8 simulated CPU devices);
+two processes joined by jax.distributed (gloo) are tested end to end, through `python -m
+rewardjax.main`, in tests/test_main_multiprocess.py.
 """
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -36,17 +36,17 @@ def _worker(*args):
 
 
 def _finish(proc, timeout=540):
-    out, _ = proc.communicate(timeout=timeout)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, out[-4000:]
 
 
-def _max_diff(a, b):
-    assert sorted(a.files) == sorted(b.files)
-    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a.files)
-
-
 def test_data_fsdp_and_tensor_parallel_train_step_equals_one_device(tmp_path):
-    _finish(_worker("modes", tmp_path))
+    _finish(_worker(tmp_path))
     report = json.loads((tmp_path / "modes.json").read_text())
     assert report["step_change"] > 1e-4  # the step really moved the parameters
     embedding = "['params']['backbone']['embed']['embedding']"  # [vocab=256, embed=64]
@@ -63,18 +63,6 @@ def test_data_fsdp_and_tensor_parallel_train_step_equals_one_device(tmp_path):
         assert result["loss"] <= TOL, mode
         assert result["rewards"] <= TOL, mode
         assert result["params"] <= TOL, mode
-
-
-def test_two_processes_equal_one_process(tmp_path):
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    procs = [_worker("multihost", tmp_path, port, i) for i in range(2)]
-    for proc in procs:
-        _finish(proc)
-    multi, single = np.load(tmp_path / "multihost.npz"), np.load(tmp_path / "reference.npz")
-    assert float(multi["loss"]) > 0
-    assert _max_diff(multi, single) <= TOL
 
 
 def _mesh():
@@ -137,6 +125,7 @@ def test_shard_batch_keeps_values_and_splits_rows():
     sharded = parallel.shard_batch(batch, mesh)
     np.testing.assert_array_equal(sharded["tokens"], batch["tokens"])
     assert sharded["tokens"].sharding.spec == PartitionSpec(("data", "fsdp"), None)
+    assert parallel.host_local(sharded) is sharded  # one process: nothing to gather
 
 
 def test_initialize_distributed_checks_process_id():
