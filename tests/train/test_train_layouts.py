@@ -5,6 +5,8 @@ files (ranked lists, HelpSteer2 ratings, unpaired KTO completions) and on the sy
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -183,11 +185,48 @@ def test_kto_on_an_unpaired_file(tmp_path):
     assert summary["train"]["kl"] >= 0.0
 
 
-def test_kto_smoke_on_synthetic_pairs_is_evaluated_on_held_out_pairs(tmp_path):
-    c = _config("dpo", "kto,smoke")
-    summary = _run(c, tmp_path)
+@pytest.fixture(scope="module")
+def kto_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("kto")
+    return workdir, _run(_config("dpo", "kto,smoke"), workdir)
+
+
+def test_kto_smoke_on_synthetic_pairs_is_evaluated_on_held_out_pairs(kto_run):
+    _, summary = kto_run
     assert {"kl", "reward_desirable", "reward_undesirable"} <= set(summary["train"])
     assert {"accuracy", "gold_pair_accuracy"} <= set(summary["eval"])
+
+
+def test_kto_sharded_over_8_devices_matches_one_device(kto_run, tmp_path):
+    """data=2 x fsdp=2 x tensor=2 (the KL estimate's mismatched pairs cross shards): same losses.
+    The synthetic sizes are the ones `_config` sets."""
+    workdir, _ = kto_run
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        # Cheaper LLVM passes: the run is compile-bound.
+        XLA_FLAGS="--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
+        "--xla_llvm_disable_expensive_passes=true",
+    )
+    command = [sys.executable, "-m", "rewardjax.main", "--config=configs/dpo.py:kto,smoke"]
+    command += [f"--workdir={tmp_path}", "--config.eval.enabled=false"]
+    command += [
+        "--config.data.synthetic.num_train_pairs=32",
+        "--config.data.synthetic.num_eval_pairs=8",
+    ]
+    command += ["--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
+    result = subprocess.run(
+        command, cwd=CONFIGS.parent, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = lambda d: [
+        (r["step"], r["loss"], r["kl"])
+        for r in train.read_jsonl(f"{d}/metrics.jsonl")
+        if "loss" in r
+    ]
+    sharded, single = np.array(losses(tmp_path)), np.array(losses(workdir))
+    assert sharded.shape == single.shape == (4, 3)
+    np.testing.assert_allclose(sharded, single, rtol=2e-4, atol=1e-6)
 
 
 def test_layout_options_that_do_not_apply_are_errors(tmp_path):
