@@ -13,9 +13,11 @@ import glob
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -94,13 +96,13 @@ def _start_two(env, workdir, *extra_flags):
     ]
 
 
-def _wait(procs):
+def _wait(procs, returncode=0):
     """(stdout, stderr) of each process; all are killed if one fails or any runs past TIMEOUT."""
     outs = []
     try:
         for proc in procs:
             out, err = proc.communicate(timeout=TIMEOUT)
-            assert proc.returncode == 0, err[-4000:]
+            assert proc.returncode == returncode, err[-4000:]
             outs.append((out, err))
     finally:
         for proc in procs:
@@ -273,3 +275,24 @@ def test_process_flags(main_flags):
     # --help shows the module docstring: a two-process localhost launch.
     for i in range(2):
         assert f"--num_processes=2 --process_id={i}" in main_flags.__doc__
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(env, tmp_path):
+    # A long run (the smoke runs' learning-rate schedule, so their compiled step is reused).
+    long_run = ["--config.train.num_steps=100000", "--config.optimizer.decay_steps=4"]
+    quick = [
+        "--config.train.log_every=1",
+        "--config.train.checkpoint_every=100000",
+        "--config.eval.enabled=False",
+    ]
+    procs = _start_two(env, tmp_path, *MESH, *long_run, *quick)
+    deadline = time.monotonic() + TIMEOUT
+    while not (tmp_path / "metrics.jsonl").exists() or not _records(tmp_path):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)  # process 0 is never signalled
+    outs = _wait(procs, returncode=143)
+    stopped = {err.split("SIGTERM at step ")[1].split(":")[0] for _, err in outs}
+    (step,) = stopped  # the same step on both
+    assert os.listdir(tmp_path / "checkpoints") == [step]
+    assert _records(tmp_path)[-1]["step"] == int(step)

@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from tensorboardX.crc32c import crc32c
 from tensorboardX.proto import event_pb2
 
 from rewardjax import train
@@ -50,19 +51,66 @@ def _losses(workdir):
     return [(r["step"], r["loss"]) for r in train.read_jsonl(f"{workdir}/metrics.jsonl")]
 
 
+def _masked_crc(data):
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _events(path):
+    """The events of a TFRecord event file (format parsed and checksums checked here)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    events, pos = [], 0
+    while pos < len(data):
+        header, (crc_header,) = data[pos : pos + 8], struct.unpack("<I", data[pos + 8 : pos + 12])
+        (length,) = struct.unpack("<Q", header)
+        payload = data[pos + 12 : pos + 12 + length]
+        (crc_payload,) = struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])
+        assert (crc_header, crc_payload) == (_masked_crc(header), _masked_crc(payload))
+        events.append(event_pb2.Event.FromString(payload))
+        pos += 16 + length
+    return events
+
+
 def _tensorboard_scalars(logdir, tag):
-    """(step, value) of `tag` read back from the TFRecord event files (format parsed here)."""
+    """(step, value) of `tag` read back from the event files."""
     out = []
     for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-        with open(path, "rb") as f:
-            data = f.read()
-        pos = 0
-        while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos : pos + 8])
-            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
-            pos += 12 + length + 4
+        for event in _events(path):
             out += [(event.step, v.simple_value) for v in event.summary.value if v.tag == tag]
     return out
+
+
+def test_metric_writer_writes_jsonl_and_tensorboard_events(tmp_path):
+    values = {"loss": 0.25, "eval/acc": 1 / 3, "nan": float("nan"), "big": -1e300, "tokens": 2**40}
+    for _ in range(2):  # a second writer (a resumed run) appends, in a new event file
+        writer = train.MetricWriter(str(tmp_path))
+        writer.write(7, values)
+        writer.close()
+    assert (
+        train.read_jsonl(writer.jsonl_path)
+        == [
+            {
+                "step": 7,
+                "loss": 0.25,
+                "eval/acc": 1 / 3,
+                "nan": None,
+                "big": -1e300,
+                "tokens": 2**40,
+            }
+        ]
+        * 2
+    )
+    paths = glob.glob(os.path.join(writer.tensorboard_dir, "events.out.tfevents.*"))
+    assert len(paths) == 2
+    for path in paths:
+        version, scalars = _events(path)
+        assert version.file_version == "brain.Event:2"
+        assert scalars.step == 7
+        got = {v.tag: v.simple_value for v in scalars.summary.value}
+        want = np.float32([0.25, 1 / 3, np.nan, -np.inf, 2**40])
+        np.testing.assert_array_equal(np.float32(list(got.values())), want)
+        assert list(got) == list(values)
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path, caplog):
