@@ -63,3 +63,19 @@ def test_restore_without_checkpoint_names_the_directory(tmp_path):
     ckpt = Checkpointer(str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="empty"):
         ckpt.restore(_state(0))
+
+
+def test_restore_params_reads_only_the_params_into_the_given_dtypes(tmp_path):
+    state = _state(0).apply_gradients({"a": jnp.ones((3, 2)), "b": jnp.ones((2,))})
+    ckpt = Checkpointer(str(tmp_path))
+    ckpt.save(state)
+    like = {"a": jnp.zeros((3, 2), jnp.bfloat16), "b": jnp.zeros((2,), jnp.float32)}
+    params = ckpt.restore_params(like)
+    assert params["a"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(params["a"], np.asarray(state.params["a"]).astype(jnp.bfloat16))
+    np.testing.assert_array_equal(params["b"], state.params["b"])
+    with pytest.raises(ValueError, match=r"do not fit this model.*config\.model"):
+        ckpt.restore_params({"a": jnp.zeros((2, 3)), "b": jnp.zeros((2,))})
+    with pytest.raises(ValueError, match="do not fit this model"):
+        ckpt.restore_params({"a": jnp.zeros((3, 2))})
+    ckpt.close()
