@@ -124,11 +124,13 @@ def fit(
       batch_fn: applied to each (sharded) batch before the step, e.g. a jitted function adding
         reference log-probs.
       eval_fn: `state -> metrics`, called every `eval_every` steps (and at the end when
-        `eval_at_end`); logged with an `eval/` prefix.
+        `eval_at_end`); logged with an `eval/` prefix. It runs outside the mesh, on process 0
+        only, with host copies of the parameters (`parallel.host_local`): on several processes
+        it must not use global arrays (e.g. take the reference's through `host_local` too).
       mesh, rules: each batch is split over the mesh's batch axes (`parallel.shard_batch`) and
         steps are traced under `parallel.mesh_rules(mesh, rules)`; None runs on one device.
       state_sharding: shardings of `state` (from `parallel.sharded_init`) for `jax.jit`.
-      progress_bar: show a tqdm bar.
+      progress_bar: show a tqdm bar (on process 0).
 
     Returns:
       The final state.
