@@ -73,6 +73,22 @@ def filter_logits(
     return logits
 
 
+def _categorical(key: jax.Array, logits: Float[Array, "B V"]) -> Int[Array, " B"]:
+    """One draw per row from ``softmax(logits)`` by inversion of the CDF.
+
+    With ``u ~ U[0, 1)`` per row and ``c`` the running sum of ``exp(logits - max)``, the draw is
+    the first token whose ``c`` exceeds ``u * c[-1]``: tokens of probability 0 (``-inf``) are never
+    drawn. One uniform per row instead of the Gumbel trick's one per logit (whose random bits
+    and logs dominated the decode step on CPU); the prefix sum is a parallel scan (float32 error
+    O(log V) ulps).
+    """
+    p = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+    c = jnp.cumsum(p, axis=-1)
+    u = jax.random.uniform(key, (logits.shape[0], 1), jnp.float32)
+    drawn = jnp.sum(c <= u * c[:, -1:], axis=-1)
+    return jnp.minimum(drawn, logits.shape[-1] - 1).astype(jnp.int32)
+
+
 class SampleOutput(NamedTuple):
     """Sampled completions, ``[B, N, L]`` with ``L = max_new_tokens``.
 
@@ -156,7 +172,7 @@ def sample(
     def body(state):
         t, logits, cache, done, toks, lps, slps = state
         filtered = filter_logits(logits * inv_temp, top_k=top_k, top_p=top_p)
-        drawn = jax.random.categorical(jax.random.fold_in(key, t), filtered, axis=-1)
+        drawn = _categorical(jax.random.fold_in(key, t), filtered)
         token = jnp.where(greedy, jnp.argmax(logits, axis=-1), drawn).astype(jnp.int32)
         live = ~done
         token = jnp.where(live, token, pad_id)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 
 from rewardjax import losses
 from rewardjax.models import CausalLM, get_preset
@@ -126,7 +127,7 @@ def test_greedy_equals_argmax_loop_and_is_padding_invariant(lm):
     "top_k, top_p, temperature", [(5, 1.0, 0.8), (0, 0.8, 1.0)], ids=["top_k", "top_p"]
 )
 def test_restricted_sampling_frequencies(lm, top_k, top_p, temperature):
-    """4000 one-token samples vs the exact restricted distribution (NumPy): the support is exact
+    """4000 one-token samples vs the exact (restricted) distribution (NumPy): the support is exact
     and the total-variation distance is below 0.04 (its standard error here is ~0.01)."""
     model, params = lm
     n = 4000
@@ -158,6 +159,31 @@ def test_restricted_sampling_frequencies(lm, top_k, top_p, temperature):
     freq = np.bincount(tokens, minlength=CFG.vocab_size) / n
     assert 0.5 * np.abs(freq - exact).sum() < 0.04
     np.testing.assert_allclose(out.sampling_logprobs[0, :, 0], np.log(exact[tokens]), atol=1e-4)
+
+
+def test_full_distribution_chi_square(lm):
+    """8000 one-token samples at temperature 1.5 (all 256 tokens possible) vs the exact softmax:
+    Pearson's chi-square over bins of expected count >= 5 (the rest pooled), p-value > 1e-3."""
+    model, params = lm
+    n, temperature = 8000, 1.5
+    out = sample(
+        model,
+        params,
+        PROMPTS[1:],
+        PROMPT_MASK[1:],
+        jax.random.key(11),
+        max_new_tokens=1,
+        num_samples=n,
+        temperature=temperature,
+    )
+    logits, _ = jax.jit(model.apply)(params, PROMPTS[1:])
+    expected = n * _np_softmax(np.asarray(logits[0, -1], np.float64) / temperature)
+    observed = np.bincount(np.asarray(out.tokens[0, :, 0]), minlength=CFG.vocab_size)
+    big = expected >= 5
+    assert big.sum() >= 20  # enough bins for the test to have power
+    obs = np.append(observed[big], observed[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    assert scipy.stats.chisquare(obs, exp).pvalue > 1e-3
 
 
 @pytest.mark.parametrize("top_k, top_p", [(1, 1.0), (3, 1.0), (0, 0.5), (0, 0.95), (4, 0.6)])

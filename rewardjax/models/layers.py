@@ -143,8 +143,36 @@ def _attend(
     k, v = jnp.repeat(k, groups, axis=2), jnp.repeat(v, groups, axis=2)
     logits = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32)
     logits = jnp.where(mask[:, None], logits / math.sqrt(q.shape[-1]), _MASK_VALUE)
-    probs = jax.nn.softmax(logits, axis=-1).astype(q.dtype)
-    return jnp.einsum("bhts,bshd->bthd", probs, v)
+    # Softmax normalised after the value product, on [B, T, H, Dh] instead of [B, H, T, S]: one
+    # pass less over the largest tensor (forward and backward). The max is a constant shift.
+    weights = jnp.exp(logits - jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True)))
+    total = jnp.sum(weights, axis=-1).transpose(0, 2, 1)[..., None]  # [B, T, H, 1]
+    out = jnp.einsum("bhts,bshd->bthd", weights.astype(q.dtype), v)
+    return (out / total).astype(q.dtype)
+
+
+def _attend_cached(
+    q: Float[Array, "B T H Dh"],
+    k: Float[Array, "B K Dh S"],
+    v: Float[Array, "B K S Dh"],
+    mask: Bool[Array, "B T S"],
+) -> Float[Array, "B T H Dh"]:
+    """``_attend`` against a KV cache, query heads grouped per key/value head (no repeated keys
+    and values). One query token (a decoding step) is a broadcast product and a sum: on CPU that
+    is one fused loop, where a batched matmul of [H/K, Dh] x [Dh, S] blocks costs more per call."""
+    b, t, h, d = q.shape
+    q = q.reshape(b, t, k.shape[1], h // k.shape[1], d).astype(jnp.float32)
+    if t == 1:
+        logits = jnp.sum(q[:, 0, :, :, :, None] * k[:, :, None], axis=-2)[:, :, :, None]
+    else:
+        logits = jnp.einsum("btkgd,bkds->bkgts", q, k, preferred_element_type=jnp.float32)
+    logits = jnp.where(mask[:, None, None], logits / math.sqrt(d), _MASK_VALUE)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    if t == 1:
+        out = jnp.sum(probs[:, :, :, 0, :, None] * v[:, :, None], axis=-2)[:, None]
+    else:
+        out = jnp.einsum("bkgts,bksd->btkgd", probs, v)
+    return out.reshape(b, t, h, d)
 
 
 class Attention(nn.Module):
@@ -187,7 +215,7 @@ class Attention(nn.Module):
         mask: Bool[Array, "B T S"],
         sin: Float[Array, "B T D2"],
         cos: Float[Array, "B T D2"],
-        kv: tuple[Float[Array, "B S K Dh"], Float[Array, "B S K Dh"]] | None = None,
+        kv: tuple[Float[Array, "B K Dh S"], Float[Array, "B K S Dh"]] | None = None,
         index: Int[Array, ""] | None = None,
     ):
         """Attend from ``x`` to itself, or, with a cache ``kv``, write ``x``'s keys and values at
@@ -197,11 +225,20 @@ class Attention(nn.Module):
         k = apply_rope(self._proj("k", x, self.n_kv_heads, "kv_heads"), sin, cos)
         v = self._proj("v", x, self.n_kv_heads, "kv_heads")
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
-        if kv is not None:
-            k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
-            v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
-            kv = (k, v)
-        out = _attend(q, k.astype(self.dtype), v.astype(self.dtype), mask)
+        if kv is None:
+            out = _attend(q, k, v, mask)
+        else:
+            # Keys are cached [B, K, Dh, S] and values [B, K, S, Dh]: the layouts the two attention
+            # products read without a transposed copy of the cache per decoding step.
+            kv = (
+                jax.lax.dynamic_update_slice(
+                    kv[0], k.transpose(0, 2, 3, 1).astype(kv[0].dtype), (0, 0, 0, index)
+                ),
+                jax.lax.dynamic_update_slice(
+                    kv[1], v.transpose(0, 2, 1, 3).astype(kv[1].dtype), (0, 0, index, 0)
+                ),
+            )
+            out = _attend_cached(q, kv[0].astype(self.dtype), kv[1].astype(self.dtype), mask)
         o_kernel = self.param(
             "o_kernel",
             _init(("heads", "head_dim", "embed"), self.init_std),

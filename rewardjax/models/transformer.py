@@ -133,14 +133,15 @@ class KVCache(NamedTuple):
     """Pre-allocated keys/values of every layer plus the bookkeeping to append to them.
 
     Attributes:
-      k, v: ``[n_layers, B, S_max, n_kv_heads, head_dim]`` in the compute dtype.
+      k: ``[n_layers, B, n_kv_heads, head_dim, S_max]`` and v: ``[n_layers, B, n_kv_heads, S_max,
+        head_dim]`` in the compute dtype (the layouts attention reads without a transpose).
       segment_ids: ``[B, S_max]`` int32, 0 on empty or padding slots.
       index: int32 scalar, the next slot to write (the same for every row).
       next_position: ``[B]`` int32, the rotary position of the next real token of each row.
     """
 
-    k: Float[Array, "L B S K Dh"]
-    v: Float[Array, "L B S K Dh"]
+    k: Float[Array, "L B K Dh S"]
+    v: Float[Array, "L B K S Dh"]
     segment_ids: Int[Array, "B S"]
     index: Int[Array, ""]
     next_position: Int[Array, " B"]
@@ -148,10 +149,10 @@ class KVCache(NamedTuple):
 
 def init_cache(config: TransformerConfig, batch_size: int, max_length: int) -> KVCache:
     """An empty cache for ``batch_size`` rows of at most ``max_length`` tokens (prompt + new)."""
-    shape = (config.n_layers, batch_size, max_length, config.n_kv_heads, config.head_dim)
+    heads = (config.n_layers, batch_size, config.n_kv_heads)
     return KVCache(
-        k=jnp.zeros(shape, config.compute_dtype),
-        v=jnp.zeros(shape, config.compute_dtype),
+        k=jnp.zeros((*heads, config.head_dim, max_length), config.compute_dtype),
+        v=jnp.zeros((*heads, max_length, config.head_dim), config.compute_dtype),
         segment_ids=jnp.zeros((batch_size, max_length), jnp.int32),
         index=jnp.zeros((), jnp.int32),
         next_position=jnp.zeros((batch_size,), jnp.int32),

@@ -178,8 +178,8 @@ def test_left_and_right_padding_invariance(fwd):
     seg_right = jnp.concatenate([jnp.ones_like(tok), pad], 1)
     out_left = fwd(left, segment_ids=seg_left)
     out_right = fwd(right, segment_ids=seg_right)
-    np.testing.assert_allclose(out_left[:, 3:], ref, atol=1e-5)
-    np.testing.assert_allclose(out_right[:, :6], ref, atol=1e-5)
+    np.testing.assert_allclose(out_left[:, 3:], ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out_right[:, :6], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_packed_sequences_equal_separate(fwd):
