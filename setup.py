@@ -16,7 +16,6 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1",
     "matplotlib>=3.8",
     "tqdm>=4.66",
-    "tensorboardX>=2.6",
     "tokenizers>=0.20",
     "safetensors>=0.4",
     "pyarrow>=15",
@@ -37,6 +36,7 @@ EXTRAS_REQUIRE = {
         "torch==2.13.0",
         "transformers>=4.50",
         "datasets>=3.0",
+        "tensorboardX>=2.6",  # an independent reader of our TensorBoard event files
     ],
     "tfds": ["tensorflow-datasets>=4.9.7", "array-record>=0.5"],
 }
