@@ -5,9 +5,11 @@
     python -m rewardjax.main --config=configs/dpo.py:kto,smoke --workdir=/tmp/kto
 
 Any policy-level loss of rewardjax.losses by name (`--config.loss.name=ipo`, `robust_dpo`, `nca`,
-`simpo`, `orpo`, ...). The reference is the initial policy (`reference="initial"`, log-probs
-computed on the fly), or log-probs precomputed in the batch (`reference="in_batch"`). Start from
-an SFT run with `--config.init_from=runs/sft`. ORPO: `loss.name=orpo, loss.loss_weight=0.1,
+`simpo`, `orpo`, ...). The reference is the initial policy: its log-probs computed in every step
+(`reference="initial"`), or once over the training set before the first step
+(`reference="precompute"`: no reference forward pass while training), or read from the records'
+`ref_chosen_logps` / `ref_rejected_logps` fields (`reference="in_batch"`). Start from an SFT run
+with `--config.init_from=runs/sft`. ORPO: `loss.name=orpo, loss.loss_weight=0.1,
 loss.nll_weight=1`.
 
 Arg: comma-separated options; `smoke` (a few-second run) and `kto`: KTO (Ethayarajh et al.,
@@ -33,7 +35,7 @@ def get_config(arg=None):
     c.loss.kwargs = ml_collections.ConfigDict()
     c.loss.loss_weight = 1.0
     c.loss.nll_weight = 0.0  # weight of the chosen responses' NLL (RPO, ORPO)
-    c.reference = "initial"
+    c.reference = "initial"  # or "precompute", "in_batch" (see the module docstring)
     if "kto" in options:
         c.loss.name = "kto"
         c.loss.kwargs = ml_collections.ConfigDict(

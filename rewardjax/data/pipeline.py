@@ -74,7 +74,8 @@ BATCH_KEYS = {
         "margin",
         "weight",
         "subset",
-    ),  # + "chosen_gold", "rejected_gold" on the synthetic task
+    ),  # + "chosen_gold", "rejected_gold" on the synthetic task, and "ref_chosen_logps",
+    # "ref_rejected_logps" when the records carry precomputed reference log-probs
     "ranked": ("tokens", "mask", "completion_mask", "ranks", "weight"),
     "rating": ("tokens", "mask", "completion_mask", "ratings", "weight"),
     "unpaired": ("tokens", "mask", "completion_mask", "desirable", "weight"),
@@ -106,7 +107,8 @@ class EncodedDataset:
 
     Each example is a dict: "seqs" (tuple of K int32 arrays, prompt + response, K = 2 for pairwise,
     1 for rating/unpaired/sft), "prompt_len" (shared by the K sequences) and the kind's scalars
-    ("margin", "subset", "chosen_gold", "rejected_gold", "ranks", "ratings", "desirable"); packed
+    ("margin", "subset", "chosen_gold", "rejected_gold", "ref_chosen_logps", "ref_rejected_logps",
+    "ranks", "ratings", "desirable"); packed
     SFT examples have "segment_ids" and "completion" arrays instead of "prompt_len".
     """
 
@@ -131,7 +133,11 @@ def _fit(
 def _parts(record: Record) -> tuple[list, dict[str, Any]]:
     """The responses of a record and its scalar fields."""
     if isinstance(record, PairwiseRecord):
-        return [record.chosen, record.rejected], {"margin": record.margin}
+        refs = (record.ref_chosen_logps, record.ref_rejected_logps)
+        scalars = {"margin": record.margin}
+        if refs[0] is not None:
+            scalars.update(ref_chosen_logps=refs[0], ref_rejected_logps=refs[1])
+        return [record.chosen, record.rejected], scalars
     if isinstance(record, RankedRecord):
         return list(record.responses), {"ranks": np.asarray(record.ranks, np.int32)}
     if isinstance(record, RatingRecord):
@@ -172,9 +178,16 @@ def encode_records(
     subset_names = tuple(sorted({getattr(r, "subset", None) or "" for r in records}))
     subset_index = {name: i for i, name in enumerate(subset_names)}
     attributes = tuple(a for a, _ in records[0].ratings) if kind == "rating" else ()
+    has_refs = kind == "pairwise" and records[0].ref_chosen_logps is not None
     examples, dropped, num_truncated = [], collections.Counter(), 0
     for i, record in enumerate(records):
         texts, scalars = _parts(record)
+        if kind == "pairwise" and ("ref_chosen_logps" in scalars) != has_refs:
+            raise ValueError(
+                f"record {i}: reference log-probs (ref_chosen_logps, ref_rejected_logps) are "
+                f"{'missing' if has_refs else 'given'}, but record 0 "
+                f"{'has' if has_refs else 'has none'}; give them on every record or on none"
+            )
         if kind == "rating" and tuple(a for a, _ in record.ratings) != attributes:
             raise ValueError(f"record {i}: rating attributes differ from record 0's {attributes}")
         if kind == "ranked" and len(texts) != len(records[0].responses):
@@ -187,6 +200,10 @@ def encode_records(
         prompt, responses, truncated = _fit(prompt, responses, max_length, max_prompt_length)
         if truncated and overlength == "drop":
             dropped["overlength"] += 1
+            continue
+        if truncated and "ref_chosen_logps" in scalars:
+            # The reference log-probs are those of the whole completions.
+            dropped["truncated_with_reference_logps"] += 1
             continue
         if len({tuple(r) for r in responses}) < len(responses):
             dropped["identical_after_truncation"] += 1
@@ -261,7 +278,7 @@ def collate(
                 batch[f"{name}_{suffix}"] = array
         batch["margin"] = np.asarray([e["margin"] for e in examples], np.float32)
         batch["subset"] = np.asarray([e["subset"] for e in examples], np.int32)
-        for key in ("chosen_gold", "rejected_gold"):
+        for key in ("chosen_gold", "rejected_gold", "ref_chosen_logps", "ref_rejected_logps"):
             if key in examples[0]:
                 batch[key] = np.asarray([e[key] for e in examples], np.float32)
         return batch

@@ -2,7 +2,8 @@
 
 Five record kinds, each with a prompt and responses given as plain text or as chat messages:
 
-- `PairwiseRecord`  prompt, chosen, rejected, optional margin and subset (Bradley–Terry, DPO);
+- `PairwiseRecord`  prompt, chosen, rejected, optional margin and subset (Bradley–Terry, DPO),
+  optional precomputed reference log-probs `ref_chosen_logps` / `ref_rejected_logps` (DPO);
 - `RankedRecord`    prompt, K responses, their ranks (0 = best; Plackett–Luce);
 - `RatingRecord`    prompt, response, named attribute ratings (HelpSteer-style regression);
 - `UnpairedRecord`  prompt, response, desirable flag (KTO);
@@ -53,6 +54,9 @@ class PairwiseRecord:
     rejected: Text
     margin: float = 0.0
     subset: str | None = None
+    # Summed log-probs of the two completions under a DPO reference model, when precomputed.
+    ref_chosen_logps: float | None = None
+    ref_rejected_logps: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +178,13 @@ def _pairwise(c: _Checker) -> PairwiseRecord:
     subset = c.get("subset", required=False)
     if subset is not None and not isinstance(subset, str):
         c.fail("subset", f"wrong type {type(subset).__name__}", "give the subset name as a string")
-    return PairwiseRecord(prompt, chosen, rejected, 0.0 if margin is None else margin, subset)
+    refs = [c.number(f, required=False) for f in ("ref_chosen_logps", "ref_rejected_logps")]
+    if (refs[0] is None) != (refs[1] is None):
+        missing = "ref_rejected_logps" if refs[1] is None else "ref_chosen_logps"
+        c.fail(missing, "missing while its pair is given", "give both reference log-probs or none")
+    return PairwiseRecord(
+        prompt, chosen, rejected, 0.0 if margin is None else margin, subset, *refs
+    )
 
 
 def _ranked(c: _Checker) -> RankedRecord:

@@ -35,7 +35,10 @@ from rewardjax.train.loop import fit
 from rewardjax.train.metrics import MetricWriter, read_jsonl
 from rewardjax.train.state import TrainState, make_optimizer
 
-__all__ = ["Data", "load_data", "run"]
+__all__ = ["REFERENCES", "Data", "load_data", "precompute_reference_logps", "run"]
+
+# Where the DPO family's reference log-probs come from (config.reference).
+REFERENCES = ("initial", "precompute", "in_batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,24 +257,40 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         shard_count=1,
     )
     if config.task == "dpo":
-        if config.reference not in ("initial", "in_batch"):
+        if config.reference not in REFERENCES:
             raise ValueError(
-                f"config.reference={config.reference!r}: expected 'initial' (the starting "
-                "policy, computed on the fly) or 'in_batch' (precomputed in the data)."
+                f"config.reference={config.reference!r}: expected one of {REFERENCES}: 'initial' "
+                "(the starting policy, log-probs computed in every step), 'precompute' (the "
+                "starting policy's log-probs computed once before training) or 'in_batch' (the "
+                "records' ref_chosen_logps / ref_rejected_logps)."
             )
         # A copy: the state's buffers are donated to the step, the reference's must survive.
         ref_params = jax.tree.map(jnp.copy, params)
         kto = config.loss.name == "kto"
         if kto and config.reference != "initial":
             raise ValueError(
-                "config.reference='in_batch' is not supported with config.loss.name='kto'; use "
-                "'initial'."
+                f"config.reference={config.reference!r} is not supported with "
+                "config.loss.name='kto'; use 'initial'."
             )
-        if config.reference == "initial" and config.loss.name not in steps.REFERENCE_FREE:
+        needs_reference = config.loss.name not in steps.REFERENCE_FREE
+        if needs_reference and config.reference != "in_batch":
             # The reference goes in as an argument of the jitted function, not as a constant.
             ref_fn = steps.kto_reference_logps if kto else steps.reference_logps
             ref_logps = jax.jit(functools.partial(ref_fn, logits_fn=logits_fn))
+        if needs_reference and config.reference == "precompute":
+            ref_local = parallel.host_local(ref_params)
+            precompute = lambda d: precompute_reference_logps(
+                d, lambda b: ref_logps(ref_local, b), batch_size=config.eval.batch_size
+            )
+            loaded = dataclasses.replace(loaded, train=precompute(loaded.train))
+        elif needs_reference and config.reference == "initial":
             batch_fn = lambda batch: ref_logps(ref_params, batch)
+        elif needs_reference and "ref_chosen_logps" not in loaded.train.examples[0]:
+            raise ValueError(
+                "config.reference='in_batch' needs precomputed reference log-probs on every "
+                "training record (fields ref_chosen_logps and ref_rejected_logps); add them to "
+                "config.data.train_path, or set config.reference='precompute' or 'initial'."
+            )
         if kto:
             step_fn, layout_loss = _kto_step(config, logits_fn)
         else:
@@ -438,6 +457,34 @@ def _kto_step(config: ml_collections.ConfigDict, logits_fn) -> tuple[Callable, C
         )
     kwargs = dict(logits_fn=logits_fn, beta=loss.beta, **loss.kwargs.to_dict())
     return functools.partial(steps.kto_step, **kwargs), functools.partial(steps.kto_loss, **kwargs)
+
+
+def precompute_reference_logps(
+    dataset: data_lib.EncodedDataset,
+    ref_logps: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+    *,
+    batch_size: int,
+) -> data_lib.EncodedDataset:
+    """`dataset` with "ref_chosen_logps" and "ref_rejected_logps" on every example.
+
+    `ref_logps` maps a pairwise batch to the batch plus those two [B] arrays (e.g. the jitted
+    `steps.reference_logps` with the reference parameters bound); it runs once over the data, in
+    order, so that training no longer runs the reference model (TRL's precompute_ref_log_probs).
+    """
+    chosen, rejected = [], []
+    for batch in data_lib.batches(
+        dataset, global_batch_size=batch_size, seed=None, num_epochs=1, shard_index=0, shard_count=1
+    ):
+        out = ref_logps(batch)
+        chosen.append(np.asarray(out["ref_chosen_logps"]))
+        rejected.append(np.asarray(out["ref_rejected_logps"]))
+    n = len(dataset.examples)
+    chosen, rejected = np.concatenate(chosen)[:n], np.concatenate(rejected)[:n]
+    examples = [
+        {**e, "ref_chosen_logps": float(c), "ref_rejected_logps": float(r)}
+        for e, c, r in zip(dataset.examples, chosen, rejected, strict=True)
+    ]
+    return dataclasses.replace(dataset, examples=examples)
 
 
 def _sft_eval(state: TrainState, *, logits_fn, batches) -> dict[str, float]:
