@@ -59,7 +59,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--cpus", help="pin both sides to these cores, e.g. 0 (taskset -c)")
     parser.add_argument("--trl_python", default=os.path.join(".venv-trl", "bin", "python"))
+    parser.add_argument(
+        "--cpu_devices",
+        type=int,
+        help="rewardjax's XLA CPU devices, the batch split over them (default: one per core used, "
+        "as torch runs one thread per core)",
+    )
     args, flags = parser.parse_known_args()
+    cores = len(parse_cpus(args.cpus)) if args.cpus else os.cpu_count()
+    devices = ["--cpu_devices", str(args.cpu_devices or cores)]
     if not os.path.exists(args.trl_python):
         sys.exit(
             f"--trl_python={args.trl_python} does not exist: create the TRL environment with "
@@ -68,7 +76,7 @@ def main() -> None:
 
     ours, theirs = [], []
     for _ in range(args.rounds):
-        ours.append(run(sys.executable, "rewardjax_train_benchmark.py", flags, args.cpus))
+        ours.append(run(sys.executable, "rewardjax_train_benchmark.py", flags + devices, args.cpus))
         theirs.append(run(args.trl_python, "trl_benchmark.py", flags, args.cpus))
 
     loads = [r[k] for r in ours + theirs for k in ("load_average_before", "load_average_after")]
@@ -77,11 +85,18 @@ def main() -> None:
         f"{theirs[0]['versions']['torch']}, {theirs[0]['torch_threads']} threads) on "
         f"{ours[0]['cpus']} CPUs (pinned to: {args.cpus or 'none'}); "
         f"load average {min(loads):.1f}-{max(loads):.1f}; "
-        f"best of {args.rounds} round(s); flags: {' '.join(flags) or '(defaults)'}"
+        f"best of {args.rounds} round(s); rewardjax on {devices[1]} XLA CPU device(s); "
+        f"flags: {' '.join(flags) or '(defaults)'}"
     )
     peak = max(r["matmul_peak_flops"] for r in ours)
     print(f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    summary = {"rounds": args.rounds, "cpus": args.cpus, "flags": flags, "matmul_peak_flops": peak}
+    summary = {
+        "rounds": args.rounds,
+        "cpus": args.cpus,
+        "cpu_devices": int(devices[1]),
+        "flags": flags,
+        "matmul_peak_flops": peak,
+    }
     for kind in KINDS:
         if not any(kind in r for r in ours):
             continue

@@ -10,6 +10,7 @@ Also prints the JAX step's model FLOP utilisation against a measured float32 mat
 """
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -19,8 +20,9 @@ import numpy as np
 import torch
 import transformers
 from flax import linen as nn
+from jax.sharding import NamedSharding, PartitionSpec
 
-from rewardjax import losses
+from rewardjax import losses, parallel
 from rewardjax.models import RewardModel, RewardModelConfig, get_preset, save_hf, score_pairs
 
 
@@ -70,7 +72,16 @@ def main():
     parser.add_argument("--pairs", type=int, default=16)
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--cpu_devices",
+        type=int,
+        default=os.cpu_count(),
+        help="XLA CPU devices, the batch split over them (default: one per core, as torch runs "
+        "one thread per core)",
+    )
     args = parser.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    mesh = parallel.make_mesh()
 
     backbone = get_preset(args.preset)
     model = RewardModel(RewardModelConfig(backbone=backbone, head="scalar"))
@@ -85,7 +96,8 @@ def main():
         return jnp.mean(losses.bradley_terry(chosen.reward, rejected.reward)), chosen.reward
 
     jax_step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-    device_batch = jax.device_put(batch)
+    params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+    device_batch = parallel.shard_batch(batch, mesh)
     (jax_loss, jax_rewards), _ = jax_step(params, device_batch)
     jax.block_until_ready(jax_step(params, device_batch))
 
@@ -126,7 +138,8 @@ def main():
     jax_rate, torch_rate = args.pairs / jax_seconds, args.pairs / torch_seconds
     print(
         f"preset={args.preset} pairs={args.pairs} length={args.length} "
-        f"jax={jax.__version__} ({jax.default_backend()}) torch={torch.__version__} "
+        f"jax={jax.__version__} ({jax.default_backend()}, {args.cpu_devices} devices) "
+        f"torch={torch.__version__} "
         f"threads={torch.get_num_threads()} transformers={transformers.__version__}"
     )
     print(
@@ -141,6 +154,7 @@ def main():
 
     flops = jax_step.lower(params, device_batch).compile().cost_analysis()
     flops = (flops[0] if isinstance(flops, list) else flops).get("flops", float("nan"))
+    flops *= args.cpu_devices  # cost analysis counts one device's share
     peak = matmul_peak_flops()
     achieved = flops / jax_seconds
     print(

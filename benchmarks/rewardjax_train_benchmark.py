@@ -37,7 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import preference_pairs
+from jax.sharding import NamedSharding, PartitionSpec
 
+from rewardjax import parallel
 from rewardjax.models import CausalLM, RewardModel, RewardModelConfig, TransformerConfig
 from rewardjax.train import TrainState, dpo_step, make_optimizer, reference_logps, reward_model_step
 from rewardjax.train.defaults import base_config
@@ -101,19 +103,24 @@ def train_flops_per_token(params, backbone: TransformerConfig, length: int) -> f
     return 6.0 * n + attention
 
 
-def run_steps(step, state, batches, args) -> tuple[float, float, object]:
+def run_steps(step, state, batches, mesh, args) -> tuple[float, float, object]:
     """(seconds per step over the timed steps, first step's loss, final state)."""
     key = jax.random.key(args.seed)
-    state, metrics = step(state, jax.device_put(batches[0]), key)
+    state, metrics = step(state, parallel.shard_batch(batches[0], mesh), key)
     first_loss = float(metrics["loss"])
     for batch in batches[1 : args.warmup]:
-        state, metrics = step(state, jax.device_put(batch), key)
+        state, metrics = step(state, parallel.shard_batch(batch, mesh), key)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
     for batch in batches[args.warmup :]:
-        state, metrics = step(state, jax.device_put(batch), key)
+        state, metrics = step(state, parallel.shard_batch(batch, mesh), key)
     jax.block_until_ready(metrics)
     return (time.perf_counter() - start) / args.steps, first_loss, state
+
+
+def replicate(tree, mesh):
+    """A copy of `tree` on every device of `mesh`."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def xla_flops(jitted, *example) -> float:
@@ -122,17 +129,19 @@ def xla_flops(jitted, *example) -> float:
     return float(cost.get("flops", float("nan")))
 
 
-def bench_reward_model(backbone, batches, args) -> dict[str, float]:
+def bench_reward_model(backbone, batches, mesh, args) -> dict[str, float]:
     model = RewardModel(RewardModelConfig(backbone=backbone, head="scalar"))
     example = jnp.asarray(batches[0]["chosen_tokens"])
     params = nn.unbox(model.init(jax.random.key(args.seed), example, example))
-    state = TrainState.create(params=params, tx=optimizer(args), rng=jax.random.key(args.seed))
+    state = replicate(
+        TrainState.create(params=params, tx=optimizer(args), rng=jax.random.key(args.seed)), mesh
+    )
     step = jax.jit(functools.partial(reward_model_step, model=model), donate_argnums=0)
     key = jax.random.key(args.seed)
-    xla = xla_flops(step, state, jax.device_put(batches[0]), key)
+    xla = xla_flops(step, state, parallel.shard_batch(batches[0], mesh), key)
     tokens = 2 * example.size  # chosen and rejected rows, padded
     flops = tokens * train_flops_per_token(params, backbone, example.shape[1])
-    seconds, first_loss, _ = run_steps(step, state, batches, args)
+    seconds, first_loss, _ = run_steps(step, state, batches, mesh, args)
     return {
         "seconds_per_step": seconds,
         "pairs_per_s": args.batch_size / seconds,
@@ -142,11 +151,11 @@ def bench_reward_model(backbone, batches, args) -> dict[str, float]:
     }
 
 
-def bench_dpo(backbone, batches, args) -> dict[str, float]:
+def bench_dpo(backbone, batches, mesh, args) -> dict[str, float]:
     model = CausalLM(backbone)
     example = jnp.asarray(batches[0]["chosen_tokens"])
     params = nn.unbox(model.init(jax.random.key(args.seed), example))
-    ref_params = jax.tree.map(jnp.copy, params)  # the state's buffers are donated
+    ref_params = replicate(jax.tree.map(jnp.copy, params), mesh)  # the state is donated
     logits_fn = lambda p, tokens, mask: model.apply(p, tokens, segment_ids=mask)[0]
     ref_fn = jax.jit(functools.partial(reference_logps, logits_fn=logits_fn))
     policy_step = jax.jit(
@@ -154,16 +163,18 @@ def bench_dpo(backbone, batches, args) -> dict[str, float]:
     )
     # As the train loop runs them: the jitted reference pass, then the jitted step.
     step = lambda state, batch, key: policy_step(state, ref_fn(ref_params, batch), key)
-    state = TrainState.create(params=params, tx=optimizer(args), rng=jax.random.key(args.seed))
+    state = replicate(
+        TrainState.create(params=params, tx=optimizer(args), rng=jax.random.key(args.seed)), mesh
+    )
     key = jax.random.key(args.seed)
-    device_batch = jax.device_put(batches[0])
+    device_batch = parallel.shard_batch(batches[0], mesh)
     xla = xla_flops(ref_fn, ref_params, device_batch) + xla_flops(
         policy_step, state, ref_fn(ref_params, device_batch), key
     )
     tokens = 2 * example.size
     # The policy's forward and backward, plus the reference's forward (a third of it).
     flops = tokens * train_flops_per_token(params, backbone, example.shape[1]) * 4 / 3
-    seconds, first_loss, _ = run_steps(step, state, batches, args)
+    seconds, first_loss, _ = run_steps(step, state, batches, mesh, args)
     return {
         "seconds_per_step": seconds,
         "pairs_per_s": args.batch_size / seconds,
@@ -177,7 +188,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     preference_pairs.add_arguments(parser)
     parser.add_argument("--peak_size", type=int, default=2048, help="matmul size for the peak")
+    parser.add_argument(
+        "--cpu_devices",
+        type=int,
+        default=1,
+        help="XLA CPU devices (jax_num_cpu_devices); the batch is split over them (data parallel)",
+    )
     args = parser.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    mesh = parallel.make_mesh()
 
     backbone = TransformerConfig(
         vocab_size=args.vocab_size,
@@ -199,7 +218,7 @@ def main() -> None:
     kinds = {"reward_model": bench_reward_model, "dpo": bench_dpo}
     for name, bench in kinds.items():
         if args.only in (None, name):
-            results[name] = bench(backbone, batches, args)
+            results[name] = bench(backbone, batches, mesh, args)
     peak = matmul_peak_flops(args.peak_size)
     results["matmul_peak_flops"] = peak
     results["load_average_after"] = os.getloadavg()[0]

@@ -59,10 +59,22 @@ _AUTO_DISTRIBUTED = flags.DEFINE_bool(
     "Multi-host: let jax.distributed.initialize read the process layout from the cluster "
     "(SLURM, Open MPI, TPU pods, Kubernetes); process flags that are set override it.",
 )
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices",
+    None,
+    "CPU only: how many XLA devices to make of this machine's CPU (jax_num_cpu_devices); the "
+    "config's mesh splits batches over them. XLA:CPU leaves cores idle between small ops, so a "
+    "data-parallel split runs steps faster (2 devices on a 2-core machine: about 1.2-1.8x for "
+    "the benchmark reward-model step). Batch sizes must divide evenly.",
+    lower_bound=1,
+)
 _EXAMPLE = (
     "For two processes on this machine run, once with --process_id=0 and once with "
     "--process_id=1: --coordinator_address=localhost:12345 --num_processes=2 --process_id=0"
 )
+
+# The evaluation metrics on the console's summary line: pairs, gold reward, language model, ratings.
+_SUMMARY_KEYS = ("accuracy", "gold_pair_accuracy", "gold_spearman", "nll", "mse")
 
 # Libraries whose INFO records (one per checkpoint file written) would drown the run's own log.
 _QUIET = ("/orbax/", "/grain/")
@@ -116,11 +128,19 @@ def _distributed_args() -> dict | None:
     return dict(given, local_device_ids=ids)
 
 
+def _eval_line(metrics: dict[str, float]) -> str:
+    """The console's evaluation summary: the headline metrics the run has, else its first few."""
+    keys = [k for k in _SUMMARY_KEYS if k in metrics] or sorted(metrics)[:4]
+    return "Eval: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     distributed = _distributed_args()
-    if distributed is not None:  # before anything touches the devices
+    if _CPU_DEVICES.value is not None:  # before anything touches the devices
+        jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
+    if distributed is not None:
         parallel.initialize_distributed(**distributed)
     logging.get_absl_handler().addFilter(_QuietLibraries())
     config = _CONFIG.value
@@ -136,11 +156,7 @@ def main(argv: list[str]) -> None:
         return
     print(f"Finished {config.task}: step {summary['step']}, work directory {summary['workdir']}")
     if "eval" in summary:
-        keys = ("accuracy", "gold_pair_accuracy", "gold_spearman", "nll")
-        print(
-            "Eval: "
-            + ", ".join(f"{k} {summary['eval'][k]:.4f}" for k in keys if k in summary["eval"])
-        )
+        print(_eval_line(summary["eval"]))
     if "report" in summary:
         print(f"Report: {summary['report']}")
 

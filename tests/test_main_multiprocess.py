@@ -296,3 +296,11 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(env, tmp_path):
     (step,) = stopped  # the same step on both
     assert os.listdir(tmp_path / "checkpoints") == [step]
     assert _records(tmp_path)[-1]["step"] == int(step)
+
+
+def test_eval_line_shows_the_headline_metrics_the_run_has(main_flags):
+    pairs = {"accuracy": 0.75, "ece": 0.1, "gold_spearman": 0.5}
+    assert main_flags._eval_line(pairs) == "Eval: accuracy 0.7500, gold_spearman 0.5000"
+    ratings = {"loss": 0.25, "mse": 0.25, "mse/helpfulness": 0.5}
+    assert main_flags._eval_line(ratings) == "Eval: mse 0.2500"
+    assert main_flags._eval_line({"loss": 2.0, "count": 8.0}) == "Eval: count 8.0000, loss 2.0000"

@@ -85,9 +85,9 @@ def test_reward_model_smoke(rm_workdir):
 
 
 def test_sharded_run_matches_the_single_device_run(env, rm_workdir, tmp_path):
-    """data=2 x fsdp=2 x tensor=2 on 8 simulated devices: same losses as on one device."""
-    env = dict(env, XLA_FLAGS=env["XLA_FLAGS"] + " --xla_force_host_platform_device_count=8")
-    mesh = ["--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2"]
+    """data=2 x fsdp=2 x tensor=2 on 8 CPU devices: same losses as on one device."""
+    mesh = ["--cpu_devices=8", "--config.mesh.data=2", "--config.mesh.fsdp=2"]
+    mesh.append("--config.mesh.tensor=2")
     result = _main(env, "reward_model.py:smoke", tmp_path, *mesh, "--config.eval.enabled=false")
     assert result.returncode == 0, result.stderr[-3000:]
     losses = lambda d: [(r["step"], r["loss"]) for r in _check_run_files(d, 6) if "loss" in r]
