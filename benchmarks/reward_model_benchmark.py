@@ -4,7 +4,9 @@ The same model on both sides: a Llama backbone of the named preset with a linear
 at the last real token (`LlamaForSequenceClassification`, num_labels=1), float32 on CPU, the same
 weights (exported with `models.save_hf`), the same right-padded batch of chosen/rejected pairs and
 the Bradley–Terry loss. One step = loss and gradients of every parameter (no optimizer update).
-Also prints the JAX step's model FLOP utilisation against a measured float32 matmul peak.
+The JAX step runs on one XLA CPU device per core with the batch split over them (`--cpu_devices`),
+as torch runs one thread per core. Also prints the JAX step's model FLOP utilisation against a
+measured float32 matmul peak.
 
   python benchmarks/reward_model_benchmark.py [--preset tiny] [--pairs 16] [--length 128]
 """

@@ -5,7 +5,8 @@
 Runs `rewardjax.train.reward_model_step` (Llama backbone + scalar head, Bradley-Terry loss) and
 `rewardjax.train.dpo_step` (causal LM, sigmoid DPO loss, reference log-probs of a frozen copy
 computed on the fly by `reference_logps`, as TRL's DPOTrainer does by default) as the train loop
-runs them: each jitted, the state donated, AdamW with global-norm clipping 1.0 and a linear
+runs them: each jitted, the state donated, the batch split over one XLA CPU device per core
+(`--cpu_devices`; `main.py --cpu_devices` and the config's data mesh do the same), AdamW with global-norm clipping 1.0 and a linear
 decay (TRL's defaults), float32 on CPU. The shapes and the batches come from `preference_pairs.py`
 (the same as `trl_benchmark.py`), right-padded to prompt_len + completion_len tokens. pairs/s is
 measured over `--steps` steps after `--warmup` (compilation excluded); the host-to-device copy of
@@ -191,8 +192,9 @@ def main() -> None:
     parser.add_argument(
         "--cpu_devices",
         type=int,
-        default=1,
-        help="XLA CPU devices (jax_num_cpu_devices); the batch is split over them (data parallel)",
+        default=os.cpu_count(),
+        help="XLA CPU devices (jax_num_cpu_devices), the batch split over them (data parallel); "
+        "default one per core, as torch runs one thread per core",
     )
     args = parser.parse_args()
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)
