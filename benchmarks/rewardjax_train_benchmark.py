@@ -6,9 +6,10 @@ Runs `rewardjax.train.reward_model_step` (Llama backbone + scalar head, Bradley-
 `rewardjax.train.dpo_step` (causal LM, sigmoid DPO loss, reference log-probs of a frozen copy
 computed on the fly by `reference_logps`, as TRL's DPOTrainer does by default) as the train loop
 runs them: each jitted, the state donated, the batch split over one XLA CPU device per core
-(`--cpu_devices`; `main.py --cpu_devices` and the config's data mesh do the same), AdamW with global-norm clipping 1.0 and a linear
-decay (TRL's defaults), float32 on CPU. The shapes and the batches come from `preference_pairs.py`
-(the same as `trl_benchmark.py`), right-padded to prompt_len + completion_len tokens. pairs/s is
+(`--cpu_devices`; `main.py --cpu_devices` and the config's data mesh do the same), AdamW with
+global-norm clipping 1.0 and a linear decay (TRL's defaults), float32 on CPU. The shapes and the
+batches come from `preference_pairs.py` (the same as `trl_benchmark.py`), right-padded to
+prompt_len + completion_len tokens. pairs/s is
 measured over `--steps` steps after `--warmup` (compilation excluded); the host-to-device copy of
 each batch is inside the timed loop.
 
