@@ -8,6 +8,7 @@ resumed run reads the same batches an uninterrupted one would).
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import grain
@@ -79,9 +80,24 @@ class Checkpointer:
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_tree(state))
         items = {"state": ocp.args.StandardRestore(target)}
         if data_iterator is not None:
+            self._check_process_count(step)
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         restored = self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
         return state.replace(**restored)
+
+    def _check_process_count(self, step: int) -> None:
+        """grain saves one iterator position per process (`process_<i>-of-<n>.json`): a run with
+        another process count cannot continue that data order."""
+        folder = os.path.join(self.directory, str(step), "data")
+        names = (re.fullmatch(r"process_\d+-of-(\d+)\.json", name) for name in os.listdir(folder))
+        saved = {match[1] for match in names if match}
+        if saved and saved != {str(jax.process_count())}:
+            raise ValueError(
+                f"checkpoint step {step} in {self.directory} holds the data-iterator positions of "
+                f"{'/'.join(sorted(saved))} processes, but this run has {jax.process_count()}. "
+                "Resume with the same --num_processes, or start a new --workdir with "
+                "--config.init_from=<this run's workdir> (parameters load across process counts)."
+            )
 
     def restore_params(self, params: Any, step: int | None = None) -> Any:
         """Only the parameters of a checkpoint (e.g. an SFT run's, to start DPO from), placed with

@@ -48,6 +48,18 @@ def test_round_trip_restores_state_and_data_position(tmp_path):
         np.testing.assert_array_equal(next(fresh_batches)["x"], want)
 
 
+def test_resume_with_another_process_count_names_the_counts_and_the_fix(tmp_path):
+    ckpt = Checkpointer(str(tmp_path))
+    ckpt.save(_state(0), iter(_dataset()))
+    ckpt.close()
+    data = tmp_path / "0" / "data"
+    for i in range(2):  # as a 2-process run writes it
+        (data / f"process_{i}-of-2.json").write_text((data / "process_0-of-1.json").read_text())
+    (data / "process_0-of-1.json").unlink()
+    with pytest.raises(ValueError, match=r"positions of 2 processes, but this run has 1\. Resume"):
+        Checkpointer(str(tmp_path)).restore(_state(1), iter(_dataset()))
+
+
 def test_keeps_the_latest_checkpoints(tmp_path):
     ckpt = Checkpointer(str(tmp_path), max_to_keep=2)
     state = _state(0)
