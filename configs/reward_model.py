@@ -10,7 +10,9 @@ ratings; on the synthetic task pairs become lists of two and responses rated by 
 Real data: `--config.data.source=files --config.data.train_path=prefs.jsonl
 --config.data.layout=hh` (see rewardjax.data.ADAPTERS); ranked lists with `data.layout=ranked`,
 HelpSteer2 ratings with `rating,multi_attribute --config.data.layout=helpsteer2
---config.head.kwargs.num_attributes=5`; the K responses of a list in one row with
+--config.head.kwargs.num_attributes=5`, or one rating by the ordinal head's likelihood with
+`rating,ordinal --config.loss.name=categorical_rating --config.loss.attribute=0` (bins
+`--config.head.kwargs.bin_values`); the K responses of a list in one row with
 `--config.head.separator=<token id>`. Losses: `--config.loss.name=hinge`, any pairwise loss of
 rewardjax.losses (on ranked lists: over every ordered pair), or `listwise_softmax`.
 """

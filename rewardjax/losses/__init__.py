@@ -1,7 +1,8 @@
 """Preference losses: pure, per-example, unreduced, with keyword-only hyper-parameters.
 
 - Reward-model losses on scores: `bradley_terry`, `hinge`, `thurstone`, `reward_centering`,
-  `rating_regression`, `ordinal`; listwise: `plackett_luce`, `listwise_softmax`.
+  `rating_regression`, `ordinal`; on rating bins: `categorical_rating`; listwise: `plackett_luce`,
+  `listwise_softmax`.
 - Policy losses on summed completion log-probs against a reference: `dpo`, `robust_dpo`, `ipo`,
   `slic_hinge`, `nca`, `bco`, `sppo_hard`, `apo_zero`, `apo_down`, `exo`, `discopop`;
   reference-free: `simpo`, `orpo`; unpaired: `kto`.
@@ -29,6 +30,7 @@ from rewardjax.losses.reference_free import orpo, simpo
 from rewardjax.losses.registry import get, names
 from rewardjax.losses.reward_model import (
     bradley_terry,
+    categorical_rating,
     hinge,
     ordinal,
     rating_regression,
@@ -42,6 +44,7 @@ __all__ = [
     "apo_zero",
     "bco",
     "bradley_terry",
+    "categorical_rating",
     "discopop",
     "dpo",
     "exo",

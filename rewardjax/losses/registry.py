@@ -12,6 +12,7 @@ _LOSSES: dict[str, Callable] = {
         reward_model.thurstone,
         reward_model.reward_centering,
         reward_model.rating_regression,
+        reward_model.categorical_rating,
         reward_model.ordinal,
         listwise.plackett_luce,
         listwise.listwise_softmax,

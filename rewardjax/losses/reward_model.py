@@ -150,6 +150,38 @@ def rating_regression(
     return jnp.square(as_float(predicted) - as_float(target))
 
 
+def categorical_rating(
+    log_probs: Float[ArrayLike, "*B K"],
+    rating: Float[ArrayLike, "*B"],
+    *,
+    bin_values: Float[ArrayLike, " K"],
+) -> Float[Array, "*B"]:
+    """Negative log-likelihood of a rating under a categorical over K rating bins.
+
+    loss = -log p_k*,  k* = argmin_k |v_k - rating|
+    The rating counts for the bin whose value v_k is nearest (the lower one on a tie), so ratings
+    on the bins' scale (e.g. 1..9) are matched exactly and others rounded to it. This trains the
+    ordinal / distributional head's whole distribution, where `rating_regression` fits only its
+    mean.
+
+    Args:
+      log_probs: log-probabilities over the K bins, shape [*B, K].
+      rating: the observed rating, broadcastable to [*B].
+      bin_values: the rating each bin stands for, shape [K] (the head's `bin_values`).
+
+    Returns:
+      Per-example loss, shape [*B], at least float32.
+
+    References:
+      Ordinal Probabilistic Reward Model (OPRM), arXiv 2602.12660: a categorical over the
+      nine-level rating scale, trained by its likelihood.
+    """
+    log_probs = as_float(log_probs)
+    distance = jnp.abs(as_float(bin_values) - as_float(rating)[..., None])
+    nearest = jnp.argmin(distance, axis=-1)  # first minimum: the lower bin on a tie
+    return -jnp.take_along_axis(log_probs, nearest[..., None], axis=-1)[..., 0]
+
+
 def ordinal(
     score: Float[ArrayLike, "*B"],
     rating: Int[ArrayLike, "*B"],

@@ -226,8 +226,9 @@ class OrdinalHead(nn.Module):
     """Categorical over K ordinal rating bins; the reward is its mean: `r = Σ_k p_k v_k`.
 
     `p = softmax(W h + b)` over bins with values `v` (default 1..K, the nine-level scale of OPRM,
-    arXiv 2602.12660). Returns `RewardOutput(reward [...], {"logits", "log_probs", "probs": [...,
-    K]})` so a distributional loss can use the whole distribution.
+    arXiv 2602.12660). Returns `RewardOutput(reward [...], {"logits", "log_probs", "probs",
+    "bin_values": [..., K]})` so a distributional loss (`losses.categorical_rating`) can use the
+    whole distribution.
     """
 
     num_bins: int = 9
@@ -250,7 +251,8 @@ class OrdinalHead(nn.Module):
         log_probs = jax.nn.log_softmax(logits, axis=-1)
         probs = jnp.exp(log_probs)
         reward = jnp.sum(probs * values, axis=-1)
-        return RewardOutput(reward, {"logits": logits, "log_probs": log_probs, "probs": probs})
+        aux = {"logits": logits, "log_probs": log_probs, "probs": probs}
+        return RewardOutput(reward, dict(aux, bin_values=jnp.broadcast_to(values, probs.shape)))
 
 
 class MixtureHead(nn.Module):

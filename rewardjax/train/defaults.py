@@ -114,13 +114,14 @@ def reward_model_config() -> ml_collections.ConfigDict:
     c.head.separator = config_dict.placeholder(int)
     c.loss = ml_collections.ConfigDict()
     # A pairwise loss of rewardjax.losses (pairs, or every ordered pair of a ranked list), a
-    # listwise one (plackett_luce, listwise_softmax: ranked lists) or rating_regression (ratings).
+    # listwise one (plackett_luce, listwise_softmax: ranked lists), or on ratings rating_regression
+    # or categorical_rating (the ordinal head's likelihood of the rated bin).
     c.loss.name = "bradley_terry"
     c.loss.kwargs = ml_collections.ConfigDict()
     c.loss.use_margin = False  # pass each record's margin (Llama 2) to the loss
     c.loss.center_coef = 0.0  # reward centring, 0.01 in Eisenstein et al. (arXiv:2312.09244)
-    # rating_regression: the rating the scalar reward fits (index); None: every rating, through a
-    # multi_attribute head (or the only rating). See rewardjax.train.layouts for the layouts.
+    # Ratings: the rating the scalar reward (or the ordinal head) fits (index); None: every rating,
+    # through a multi_attribute head (or the only rating). rewardjax.train.layouts: the layouts.
     c.loss.attribute = config_dict.placeholder(int)
     c.report = ml_collections.ConfigDict()
     c.report.enabled = False  # evaluate on the eval set and write report.md at the end

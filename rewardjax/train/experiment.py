@@ -440,7 +440,9 @@ def _layout_reward_model_step(
             "config.loss.attribute to the one the scalar reward fits, or use the "
             "multi_attribute head."
         )
-    kwargs = dict(model=model, attribute=attribute, attribute_names=dataset.attributes)
+    kwargs = dict(
+        model=model, attribute=attribute, attribute_names=dataset.attributes, loss_name=loss.name
+    )
     return (
         functools.partial(steps.rating_reward_model_step, **kwargs),
         functools.partial(steps.rating_loss, **kwargs),

@@ -27,9 +27,10 @@ import numpy as np
 
 from rewardjax.data import EncodedDataset
 
-__all__ = ["LISTWISE_LOSSES", "convert", "mean_metrics", "train_kind"]
+__all__ = ["LISTWISE_LOSSES", "RATING_LOSSES", "convert", "mean_metrics", "train_kind"]
 
 LISTWISE_LOSSES = ("plackett_luce", "listwise_softmax")
+RATING_LOSSES = ("rating_regression", "categorical_rating")
 
 
 def train_kind(task: str, loss_name: str | None, data_kind: str) -> str:
@@ -40,7 +41,7 @@ def train_kind(task: str, loss_name: str | None, data_kind: str) -> str:
         return "unpaired" if loss_name == "kto" else "pairwise"
     if loss_name in LISTWISE_LOSSES:
         return "ranked"
-    if loss_name == "rating_regression":
+    if loss_name in RATING_LOSSES:
         return "rating"
     return "ranked" if data_kind == "ranked" else "pairwise"
 

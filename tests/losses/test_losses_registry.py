@@ -52,8 +52,11 @@ _INTEGER_ARGS = {
     "best_index": lambda shape: np.zeros(shape, int),
 }
 _BOOL_ARGS = {"desirable": lambda shape: np.arange(np.prod(shape)).reshape(shape) % 2 == 0}
-_REQUIRED_KEYWORDS = {"cutpoints": np.array([-1.0, 0.0, 1.0])}
-_LISTWISE = {"scores"}  # these carry a trailing K axis
+_REQUIRED_KEYWORDS = {
+    "cutpoints": np.array([-1.0, 0.0, 1.0]),
+    "bin_values": np.array([1.0, 2.0, 3.0, 4.0]),
+}
+_LISTWISE = {"scores", "log_probs"}  # these carry a trailing K axis (4)
 
 
 @pytest.mark.parametrize("name", losses.names())

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
-from scipy.special import expit, log_expit, log_ndtr
+from scipy.special import expit, log_expit, log_ndtr, logsumexp
 
 from rewardjax import losses
 
@@ -169,3 +169,23 @@ def test_ordinal_finite_at_extremes():
     f = lambda s, t: jnp.sum(losses.ordinal(s, rating, cutpoints=t))
     value, grads = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(score, cuts)
     assert np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)
+
+
+def test_categorical_rating_is_the_nll_of_the_nearest_bin():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(7, 5)).astype(np.float32)
+    values = np.array([0.0, 1.0, 2.5, 3.0, 4.0], np.float32)
+    rating = np.array([0.0, 0.4, 0.5, 1.8, 2.75, 9.0, -3.0], np.float32)  # 0.5 and 2.75: ties
+    got = jax.jit(lambda lp, y: losses.categorical_rating(lp, y, bin_values=values))(
+        jax.nn.log_softmax(logits), rating
+    )
+    log_probs = logits - logsumexp(logits, axis=-1, keepdims=True)
+    nearest = [0, 0, 0, 2, 2, 4, 0]  # by hand: ties go to the lower bin, the ends clamp
+    want = -log_probs[np.arange(7), nearest]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # The gradient moves probability onto the rated bin only: softmax(logits) - onehot.
+    grad = jax.grad(
+        lambda z: losses.categorical_rating(jax.nn.log_softmax(z), 1.0, bin_values=values)
+    )(jnp.asarray(logits[0]))
+    onehot = np.eye(5)[1]
+    np.testing.assert_allclose(grad, np.exp(log_probs[0]) - onehot, rtol=1e-5, atol=1e-6)

@@ -152,7 +152,8 @@ def test_listwise_multi_response_reward_model_on_a_ranked_file(tmp_path):
     assert {"loss", "accuracy", "top1_accuracy"} <= set(summary["eval"])
 
 
-def test_rating_reward_model_on_a_helpsteer2_file(tmp_path):
+def _helpsteer2_file(path):
+    """24 HelpSteer2 records, every attribute rated 0..4 at random."""
     rng = np.random.default_rng(2)
     records = [
         {
@@ -162,8 +163,12 @@ def test_rating_reward_model_on_a_helpsteer2_file(tmp_path):
         }
         for i in range(24)
     ]
+    return _write(path, records)
+
+
+def test_rating_reward_model_on_a_helpsteer2_file(tmp_path):
     c = _files(_config("reward_model", "rating,multi_attribute,smoke"), "")
-    c.data.train_path = _write(tmp_path / "h.jsonl", records)
+    c.data.train_path = _helpsteer2_file(tmp_path / "h.jsonl")
     c.data.layout, c.head.kwargs.num_attributes = "helpsteer2", 5
     summary = _run(c, tmp_path / "run")
     want = {f"mse/{a}" for a in data.HELPSTEER2_ATTRIBUTES}
@@ -171,6 +176,27 @@ def test_rating_reward_model_on_a_helpsteer2_file(tmp_path):
     # The loss is the mean over the attributes of their squared errors.
     mean = np.mean([summary["eval"][k] for k in want])
     np.testing.assert_allclose(summary["eval"]["loss"], mean, rtol=1e-5)
+
+
+def test_ordinal_head_fits_one_helpsteer2_rating_by_its_likelihood(tmp_path):
+    c = _files(_config("reward_model", "rating,ordinal,smoke"), "")
+    c.data.train_path, c.data.layout = _helpsteer2_file(tmp_path / "h.jsonl"), "helpsteer2"
+    c.loss.name, c.loss.attribute = "categorical_rating", 0
+    c.head.kwargs.num_bins, c.head.kwargs.bin_values = 5, [0.0, 1.0, 2.0, 3.0, 4.0]
+    summary = _run(c, tmp_path / "run")
+    assert {"loss", "nll"} <= set(summary["eval"])
+    assert len([k for k in summary["eval"] if k.startswith("mse/")]) == 1  # the one attribute
+    assert summary["eval"]["loss"] == summary["eval"]["nll"]
+    # Five bins: a fresh head's likelihood is about log 5, and a few steps cannot go far from it.
+    assert 0.5 * np.log(5) < summary["eval"]["nll"] < 2 * np.log(5)
+
+
+def test_categorical_rating_needs_a_rating_bin_head(tmp_path):
+    c = _files(_config("reward_model", "rating,smoke"), "")
+    c.data.train_path, c.data.layout = _helpsteer2_file(tmp_path / "h.jsonl"), "helpsteer2"
+    c.loss.name, c.loss.attribute = "categorical_rating", 0
+    with pytest.raises(ValueError, match="rating-bin head"):
+        _run(c, tmp_path / "run")
 
 
 def test_kto_on_an_unpaired_file(tmp_path):

@@ -221,8 +221,10 @@ def rating_loss(
     model: RewardFunction,
     attribute: int | None = None,
     attribute_names: tuple[str, ...] = (),
+    loss_name: str = "rating_regression",
 ) -> tuple[Float[Array, ""], Metrics]:
-    """Weighted mean squared error of a reward model on rated responses (HelpSteer-style).
+    """Weighted mean squared error of a reward model on rated responses (HelpSteer-style), or the
+    likelihood of the ratings under a rating-bin head.
 
     Per example: `mean_a (r̂_a - y_a)^2` (`losses.rating_regression`). With `attribute=None` the
     head predicts every attribute (`aux["attributes"] [B, A]` of the multi-attribute head, Wang et
@@ -236,9 +238,12 @@ def rating_loss(
       model: a `rewardjax.models.RewardFunction`.
       attribute: which rating the scalar reward fits; None: all, through `aux["attributes"]`.
       attribute_names: names of the A ratings, for the per-attribute metrics `mse/<name>`.
+      loss_name: "rating_regression" (squared error), or "categorical_rating": the negative
+        log-likelihood of the rated bin under a head with `aux["log_probs"]` and
+        `aux["bin_values"]` (the ordinal head; one `attribute`), reported as `nll`.
 
     Returns:
-      The loss and the mean squared error per attribute.
+      The loss and the mean squared error per attribute (and `nll`).
     """
     ratings, weight = batch["ratings"].astype(jnp.float32), batch["weight"]
     out = model.apply(params, batch["tokens"], batch["mask"], batch["completion_mask"])
@@ -263,7 +268,18 @@ def rating_loss(
     if attribute is not None:
         names = names[attribute : attribute + 1]
     metrics = {f"mse/{name}": weighted_mean(e, weight) for name, e in zip(names, errors.T)}
-    return weighted_mean(errors.mean(axis=-1), weight), metrics
+    if loss_name == "rating_regression":
+        return weighted_mean(errors.mean(axis=-1), weight), metrics
+    if loss_name != "categorical_rating" or "bin_values" not in out.aux or attribute is None:
+        raise ValueError(
+            f"rating loss {loss_name!r}: use 'rating_regression', or 'categorical_rating' with a "
+            "rating-bin head (ordinal) and one rating attribute."
+        )
+    nll = losses.categorical_rating(
+        out.aux["log_probs"], target[:, 0], bin_values=out.aux["bin_values"][0]
+    )
+    metrics["nll"] = weighted_mean(nll, weight)
+    return metrics["nll"], metrics
 
 
 def rating_reward_model_step(
