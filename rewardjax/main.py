@@ -73,8 +73,9 @@ _EXAMPLE = (
     "--process_id=1: --coordinator_address=localhost:12345 --num_processes=2 --process_id=0"
 )
 
-# The evaluation metrics on the console's summary line: pairs, gold reward, language model, ratings.
-_SUMMARY_KEYS = ("accuracy", "gold_pair_accuracy", "gold_spearman", "nll", "mse")
+# The evaluation metrics on the console's summary line (pairs, gold reward, likelihood), with every
+# rating's `mse/<name>`.
+_SUMMARY_KEYS = ("accuracy", "gold_pair_accuracy", "gold_spearman", "nll")
 
 # Libraries whose INFO records (one per checkpoint file written) would drown the run's own log.
 _QUIET = ("/orbax/", "/grain/")
@@ -130,7 +131,9 @@ def _distributed_args() -> dict | None:
 
 def _eval_line(metrics: dict[str, float]) -> str:
     """The console's evaluation summary: the headline metrics the run has, else its first few."""
-    keys = [k for k in _SUMMARY_KEYS if k in metrics] or sorted(metrics)[:4]
+    keys = [k for k in _SUMMARY_KEYS if k in metrics]
+    keys += sorted(k for k in metrics if k.startswith("mse/"))
+    keys = keys or sorted(metrics)[:4]
     return "Eval: " + ", ".join(f"{k} {metrics[k]:.4f}" for k in keys)
 
 

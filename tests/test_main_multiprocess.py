@@ -301,6 +301,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(env, tmp_path):
 def test_eval_line_shows_the_headline_metrics_the_run_has(main_flags):
     pairs = {"accuracy": 0.75, "ece": 0.1, "gold_spearman": 0.5}
     assert main_flags._eval_line(pairs) == "Eval: accuracy 0.7500, gold_spearman 0.5000"
-    ratings = {"loss": 0.25, "mse": 0.25, "mse/helpfulness": 0.5}
-    assert main_flags._eval_line(ratings) == "Eval: mse 0.2500"
+    ratings = {"loss": 0.375, "mse/helpfulness": 0.5, "mse/coherence": 0.25, "nll": 1.5}
+    want = "Eval: nll 1.5000, mse/coherence 0.2500, mse/helpfulness 0.5000"
+    assert main_flags._eval_line(ratings) == want
     assert main_flags._eval_line({"loss": 2.0, "count": 8.0}) == "Eval: count 8.0000, loss 2.0000"
