@@ -69,6 +69,19 @@ def to_batches(pairs: list[dict[str, list[int]]], args) -> list[dict[str, np.nda
     return batches
 
 
+def backbone_config(args) -> TransformerConfig:
+    """The Llama backbone of the model-shape flags (`preference_pairs.add_arguments`)."""
+    return TransformerConfig(
+        vocab_size=args.vocab_size,
+        d_model=args.d_model,
+        n_layers=args.n_layers,
+        n_heads=args.n_heads,
+        n_kv_heads=args.n_kv_heads,
+        d_ff=args.d_ff,
+        norm_eps=args.norm_eps,
+    )
+
+
 def optimizer(args) -> optax.GradientTransformation:
     """AdamW, no weight decay, clip 1.0, linear decay to 0 over the run (TRL's defaults)."""
     config = base_config("reward_model").optimizer
@@ -201,15 +214,7 @@ def main() -> None:
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     mesh = parallel.make_mesh()
 
-    backbone = TransformerConfig(
-        vocab_size=args.vocab_size,
-        d_model=args.d_model,
-        n_layers=args.n_layers,
-        n_heads=args.n_heads,
-        n_kv_heads=args.n_kv_heads,
-        d_ff=args.d_ff,
-        norm_eps=args.norm_eps,
-    )
+    backbone = backbone_config(args)
     batches = to_batches(preference_pairs.make_pairs(args), args)
     results: dict[str, object] = {
         "library": "rewardjax",

@@ -17,7 +17,6 @@ Prints medians; not a test.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -25,21 +24,18 @@ import numpy as np
 import preference_pairs
 import torch
 from flax import linen as nn
-from rewardjax_train_benchmark import to_batches
+from reward_model_benchmark import time_steps
+from rewardjax_train_benchmark import backbone_config, to_batches
 
 from rewardjax import losses
-from rewardjax.models import RewardModel, RewardModelConfig, TransformerConfig, score_pairs
+from rewardjax.models import RewardModel, RewardModelConfig, score_pairs
 
 
 def median_seconds(fn, repeats: int) -> float:
+    """Median seconds of `fn()` over `repeats` calls after two untimed ones."""
     fn()
     fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return time_steps(fn, repeats)
 
 
 def matmul_shapes(args) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]:
@@ -93,15 +89,7 @@ def compare_matmuls(args) -> None:
 
 
 def compare_passes(args) -> None:
-    backbone = TransformerConfig(
-        vocab_size=args.vocab_size,
-        d_model=args.d_model,
-        n_layers=args.n_layers,
-        n_heads=args.n_heads,
-        n_kv_heads=args.n_kv_heads,
-        d_ff=args.d_ff,
-        norm_eps=args.norm_eps,
-    )
+    backbone = backbone_config(args)
     model = RewardModel(RewardModelConfig(backbone=backbone, head="scalar"))
     batch = jax.device_put(to_batches(preference_pairs.make_pairs(args), args)[0])
     tokens = batch["chosen_tokens"]
