@@ -64,7 +64,7 @@ _CPU_DEVICES = flags.DEFINE_integer(
     None,
     "CPU only: how many XLA devices to make of this machine's CPU (jax_num_cpu_devices); the "
     "config's mesh splits batches over them. XLA:CPU leaves cores idle between small ops, so a "
-    "data-parallel split runs steps faster (2 devices on a 2-core machine: about 1.2-1.8x for "
+    "data-parallel split runs steps faster (2 devices on a 2-core machine: 1.1-1.8x for "
     "the benchmark reward-model step). Batch sizes must divide evenly.",
     lower_bound=1,
 )
