@@ -22,7 +22,7 @@ import numpy as np
 from rewardjax.data import synthetic
 from rewardjax.evaluate import gold as gold_lib
 from rewardjax.evaluate import pairs as pairs_lib
-from rewardjax.models import RewardFunction, score_pairs
+from rewardjax.models import ScoringModel, score_pairs
 
 __all__ = [
     "PairReport",
@@ -146,7 +146,7 @@ _PAIR_INPUTS = tuple(
 
 
 def score_pair_batches(
-    reward_fn: RewardFunction,
+    reward_fn: ScoringModel,
     params: Any,
     batches: Iterable[Mapping[str, np.ndarray]],
     *,
@@ -196,7 +196,7 @@ def score_pair_batches(
 
 
 def evaluate_reward_model(
-    reward_fn: RewardFunction,
+    reward_fn: ScoringModel,
     params: Any,
     batches: Iterable[Mapping[str, np.ndarray]],
     *,
@@ -220,7 +220,7 @@ def evaluate_reward_model(
 
 def synthetic_bon_curves(
     task: synthetic.MarkovTask,
-    reward_fn: RewardFunction,
+    reward_fn: ScoringModel,
     params: Any,
     key: jax.Array,
     *,

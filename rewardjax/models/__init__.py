@@ -22,9 +22,9 @@ from rewardjax.models.layers import RopeScaling
 from rewardjax.models.presets import PRESETS, get_preset
 from rewardjax.models.reward_model import (
     RewardEnsemble,
-    RewardFunction,
     RewardModel,
     RewardModelConfig,
+    ScoringModel,
     score_pairs,
 )
 from rewardjax.models.transformer import (
@@ -48,12 +48,12 @@ __all__ = [
     "MultiAttributeHead",
     "OrdinalHead",
     "RewardEnsemble",
-    "RewardFunction",
     "RewardModel",
     "RewardModelConfig",
     "RewardOutput",
     "RopeScaling",
     "ScalarHead",
+    "ScoringModel",
     "Transformer",
     "TransformerConfig",
     "config_from_hf",

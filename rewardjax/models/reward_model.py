@@ -3,7 +3,7 @@
 `RewardModel(RewardModelConfig(backbone=..., head="scalar", head_kwargs={...}))` is a Flax module
 used functionally: `params = model.init(rng, tokens, mask)`, `out = model.apply(params, tokens,
 mask)` with `out.reward` of shape `[B]` (`[E, B]` for an ensemble head). Anything with this
-`init`/`apply` pair is a `RewardFunction` (trained heads here, implicit rewards from a policy in
+`init`/`apply` pair is a `ScoringModel` (trained heads here, implicit rewards from a policy in
 `implicit.py`), and `score_pairs` scores the chosen and rejected halves of a preference batch in one
 call.
 
@@ -32,9 +32,9 @@ from rewardjax.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
     "RewardEnsemble",
-    "RewardFunction",
     "RewardModel",
     "RewardModelConfig",
+    "ScoringModel",
     "score_pairs",
 ]
 
@@ -77,7 +77,7 @@ class RewardModelConfig:
             )
 
 
-class RewardFunction(Protocol):
+class ScoringModel(Protocol):
     """What trainers and evaluators need from a reward: `init` and `apply` over plain param trees.
 
     `mask`: int [B, T], 0 on padding (segment ids of the backbone); `completion_mask`: int [B, T], 1
@@ -173,7 +173,7 @@ class RewardEnsemble(nn.Module):
 
 
 def score_pairs(
-    reward_fn: RewardFunction, params: Any, batch: Mapping[str, Array]
+    reward_fn: ScoringModel, params: Any, batch: Mapping[str, Array]
 ) -> tuple[RewardOutput, RewardOutput]:
     """Scores `chosen_*` and `rejected_*` of a pairwise batch in one vmapped forward.
 

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from rewardjax import evaluate
 from rewardjax.data import synthetic
-from rewardjax.models import RewardFunction
+from rewardjax.models import ScoringModel
 from rewardjax.train.metrics import read_jsonl
 
 __all__ = ["plot_proxy_vs_gold", "plot_training_curves", "reward_model_report"]
@@ -71,7 +71,7 @@ def plot_proxy_vs_gold(arrays: Mapping[str, np.ndarray], path: str) -> str:
 def reward_model_report(
     workdir: str,
     *,
-    model: RewardFunction,
+    model: ScoringModel,
     params: Any,
     eval_batches: Iterable[Mapping[str, np.ndarray]],
     subset_names: Sequence[str],

@@ -80,7 +80,7 @@ def test_evaluate_reward_model_report(world):
 
 
 class _GoldOracle:
-    """A RewardFunction that returns the task's gold reward of the token ids it is given."""
+    """A ScoringModel that returns the task's gold reward of the token ids it is given."""
 
     def __init__(self, task):
         self.task = task

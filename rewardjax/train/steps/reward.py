@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from rewardjax import losses
-from rewardjax.models import RewardFunction, score_pairs
+from rewardjax.models import ScoringModel, score_pairs
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps.common import (
     Batch,
@@ -38,7 +38,7 @@ def reward_model_step(
     batch: Batch,
     rng: jax.Array,
     *,
-    model: RewardFunction,
+    model: ScoringModel,
     loss_name: str = "bradley_terry",
     loss_kwargs: Mapping[str, Any] | None = None,
     use_margin: bool = False,
@@ -55,7 +55,7 @@ def reward_model_step(
       batch: pairwise preference batch (`chosen_tokens`, `chosen_mask`, `rejected_tokens`,
         `rejected_mask`, optional completion masks, `margin`, `weight`).
       rng: unused by deterministic models; kept so every step has the same signature.
-      model: a `rewardjax.models.RewardFunction` (e.g. `RewardModel`); rewards `[B]`, or `[E, B]`
+      model: a `rewardjax.models.ScoringModel` (e.g. `RewardModel`); rewards `[B]`, or `[E, B]`
         for an ensemble head, whose members are each trained on the pair (metrics use the mean).
       loss_name: a pairwise reward-model loss registered in `rewardjax.losses`.
       loss_kwargs: extra keyword hyper-parameters for the loss.
@@ -88,7 +88,7 @@ def reward_model_step(
     return apply_grads(state, grads, {"loss": loss, **pair_metrics(r_c, r_r, weight)})
 
 
-def _score_lists(model: RewardFunction, params: Any, batch: Batch) -> Float[Array, "*E B K"]:
+def _score_lists(model: ScoringModel, params: Any, batch: Batch) -> Float[Array, "*E B K"]:
     """Rewards of the K responses of each example (`tokens` [B, K, T]) in one forward over B*K
     rows: float32 `[B, K]`, or `[E, B, K]` for an ensemble head."""
     b, k, t = batch["tokens"].shape
@@ -140,7 +140,7 @@ def ranked_loss(
     params: Any,
     batch: Batch,
     *,
-    model: RewardFunction,
+    model: ScoringModel,
     loss_name: str = "plackett_luce",
     loss_kwargs: Mapping[str, Any] | None = None,
     separator: int | None = None,
@@ -160,7 +160,7 @@ def ranked_loss(
       params: reward-model parameters.
       batch: ranked batch (`tokens`, `mask`, `completion_mask` [B, K, T], `ranks` [B, K],
         `weight` [B]).
-      model: a `rewardjax.models.RewardFunction`.
+      model: a `rewardjax.models.ScoringModel`.
       loss_name: "plackett_luce", "listwise_softmax" or a pairwise reward-model loss.
       loss_kwargs: extra keyword hyper-parameters for the loss.
       separator: score the K responses of a list in one row (`multi_response_rows`, the model's
@@ -218,7 +218,7 @@ def rating_loss(
     params: Any,
     batch: Batch,
     *,
-    model: RewardFunction,
+    model: ScoringModel,
     attribute: int | None = None,
     attribute_names: tuple[str, ...] = (),
     loss_name: str = "rating_regression",
@@ -235,7 +235,7 @@ def rating_loss(
       params: reward-model parameters.
       batch: rating batch (`tokens`, `mask`, `completion_mask` [B, T], `ratings` [B, A],
         `weight` [B]).
-      model: a `rewardjax.models.RewardFunction`.
+      model: a `rewardjax.models.ScoringModel`.
       attribute: which rating the scalar reward fits; None: all, through `aux["attributes"]`.
       attribute_names: names of the A ratings, for the per-attribute metrics `mse/<name>`.
       loss_name: "rating_regression" (squared error), or "categorical_rating": the negative
