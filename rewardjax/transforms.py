@@ -350,6 +350,6 @@ def get(name: str) -> Callable[..., Array]:
         ) from None
 
 
-def names() -> list[str]:
+def names() -> tuple[str, ...]:
     """Names of the registered transforms, sorted."""
-    return sorted(_REGISTRY)
+    return tuple(sorted(_REGISTRY))

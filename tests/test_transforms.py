@@ -39,7 +39,7 @@ def test_public_names_exist_and_registry():
     for name in transforms.names():
         assert name in transforms.__all__
         assert transforms.get(name) is getattr(transforms, name)
-    assert transforms.names() == sorted(transforms.names())
+    assert transforms.names() == tuple(sorted(transforms.names()))
     with pytest.raises(ValueError, match=r"'nope'.*whiten"):
         transforms.get("nope")
 

@@ -6,7 +6,8 @@
 - Policy losses on summed completion log-probs against a reference: `dpo`, `robust_dpo`, `ipo`,
   `slic_hinge`, `nca`, `bco`, `sppo_hard`, `apo_zero`, `apo_down`, `exo`, `discopop`;
   reference-free: `simpo`, `orpo`; unpaired: `kto`.
-- Helpers: `sequence_logprobs`, `implicit_reward`; losses by name: `get`, `names`.
+- Helpers: `sequence_logprobs`, `implicit_reward`; losses by name: `get`, `names`, and `spec`
+  (the layout, inputs, reference and implicit reward a trainer needs).
 
 Each function's docstring gives its formula and paper.
 """
@@ -27,7 +28,7 @@ from rewardjax.losses.policy import (
     sppo_hard,
 )
 from rewardjax.losses.reference_free import orpo, simpo
-from rewardjax.losses.registry import get, names
+from rewardjax.losses.registry import LossSpec, get, names, spec
 from rewardjax.losses.reward_model import (
     bradley_terry,
     categorical_rating,
@@ -40,6 +41,7 @@ from rewardjax.losses.reward_model import (
 from rewardjax.losses.unpaired import kto
 
 __all__ = [
+    "LossSpec",
     "apo_down",
     "apo_zero",
     "bco",
@@ -65,6 +67,7 @@ __all__ = [
     "sequence_logprobs",
     "simpo",
     "slic_hinge",
+    "spec",
     "sppo_hard",
     "thurstone",
 ]

@@ -9,7 +9,7 @@ import pytest
 import rewardjax
 from rewardjax import losses
 
-HELPERS = {"get", "names"}
+HELPERS = {"get", "names", "spec", "LossSpec"}
 FUNCTIONS = sorted(set(losses.__all__) - HELPERS)
 
 
@@ -42,8 +42,35 @@ def test_hyperparameters_are_keyword_only(name):
 
 
 def test_get_unknown_name_lists_known_names():
-    with pytest.raises(KeyError, match="dpo"):
+    with pytest.raises(ValueError, match="dpo"):
         losses.get("dpoo")
+    with pytest.raises(ValueError, match="dpo"):
+        losses.spec("dpoo")
+
+
+def test_spec_metadata_matches_the_signatures():
+    """The layout and inputs a spec declares agree with what the function takes."""
+    for name in losses.names():
+        s = losses.spec(name)
+        params = inspect.signature(s.fn).parameters
+        if s.inputs == "logprobs":
+            assert s.implicit_reward is not None, name
+            assert s.reference == any("ref" in p for p in params), name
+        else:
+            assert s.inputs == "scores" and s.implicit_reward is None and not s.reference, name
+        if s.layout == "ranked":
+            assert "scores" in params or "log_probs" in params, name
+
+
+def test_implicit_rewards_against_numpy():
+    pi, ref, n = np.array([-3.0, -8.0]), np.array([-4.0, -6.0]), np.array([2.0, 4.0])
+    dpo = losses.spec("dpo").implicit_reward(pi, ref, n, beta=0.5)
+    np.testing.assert_allclose(dpo, 0.5 * (pi - ref), rtol=1e-6)
+    simpo = losses.spec("simpo").implicit_reward(pi, None, n, beta=2.0)
+    np.testing.assert_allclose(simpo, 2.0 * pi / n, rtol=1e-6)
+    p = np.exp(pi / n)
+    orpo = losses.spec("orpo").implicit_reward(pi, None, n, beta=1.0)
+    np.testing.assert_allclose(orpo, np.log(p / (1 - p)), rtol=1e-5)
 
 
 # Positional arguments by name: integer/boolean ones, the rest are float scores or log-probs.
