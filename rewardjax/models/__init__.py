@@ -17,7 +17,7 @@ from rewardjax.models.heads import (
     make_head,
     pool_last,
 )
-from rewardjax.models.implicit import DPOReward, EndogenousReward
+from rewardjax.models.implicit import EndogenousReward, ImplicitReward
 from rewardjax.models.layers import RopeScaling
 from rewardjax.models.presets import PRESETS, get_preset
 from rewardjax.models.reward_model import (
@@ -40,9 +40,9 @@ __all__ = [
     "HEADS",
     "PRESETS",
     "CausalLM",
-    "DPOReward",
     "EndogenousReward",
     "EnsembleHead",
+    "ImplicitReward",
     "KVCache",
     "MixtureHead",
     "MultiAttributeHead",

@@ -6,6 +6,8 @@ response tokens whose log-probabilities count (the first token is never a comple
 Papers:
   - Direct Preference Optimization: Your Language Model is Secretly a Reward Model
     (arXiv 2305.18290).
+  - SimPO: Simple Preference Optimization with a Reference-Free Reward (arXiv 2405.14734).
+  - ORPO: Monolithic Preference Optimization without Reference Model (arXiv 2403.07691).
   - Generalist Reward Models: Found Inside Large Language Models (arXiv 2506.23235).
 """
 
@@ -20,7 +22,7 @@ from rewardjax import losses
 from rewardjax.models.heads import RewardOutput
 from rewardjax.models.transformer import CausalLM, TransformerConfig
 
-__all__ = ["DPOReward", "EndogenousReward"]
+__all__ = ["EndogenousReward", "ImplicitReward"]
 
 
 def _require_completion_mask(name: str, completion_mask: Array | None) -> Array:
@@ -33,37 +35,50 @@ def _require_completion_mask(name: str, completion_mask: Array | None) -> Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class DPOReward:
-    """The DPO implicit reward of a policy against a frozen reference.
+class ImplicitReward:
+    """The implicit reward of a policy trained by a preference loss (`losses.spec(loss)`).
 
-    r(x, y) = β · Σ_{t ∈ y} [log π(y_t | x, y_<t) - log π_ref(y_t | x, y_<t)]
+    DPO and the losses against a reference (Rafailov et al., arXiv 2305.18290):
+      r(x, y) = β · Σ_{t ∈ y} [log π(y_t | x, y_<t) - log π_ref(y_t | x, y_<t)];
+    SimPO (arXiv 2405.14734): r = β · log π(y|x) / |y|; ORPO (arXiv 2403.07691): the log odds of
+    the mean token probability.
 
-    Params are `{"policy": ..., "reference": ...}` (two `CausalLM` trees; `init` starts both from
-    the same weights). No gradient flows into the reference. Rafailov et al., arXiv 2305.18290.
+    Params are `{"policy": ...}`, plus `"reference"` when the loss has one (two `CausalLM`
+    trees; `init` starts both from the same weights). No gradient flows into the reference.
     """
 
     config: TransformerConfig
     beta: float = 0.1
+    loss: str = "dpo"
+
+    @property
+    def uses_reference(self) -> bool:
+        return losses.spec(self.loss).reference
 
     def init(self, rng: jax.Array, tokens, mask, completion_mask=None) -> dict[str, Any]:
         params = CausalLM(self.config).init(rng, tokens, segment_ids=mask)
-        return {"policy": params, "reference": params}
+        return (
+            {"policy": params, "reference": params} if self.uses_reference else {"policy": params}
+        )
 
     def apply(self, params, tokens, mask, completion_mask=None) -> RewardOutput:
-        """reward `[B]`; aux `policy_log_prob`, `reference_log_prob` `[B]` (completion sums)."""
-        in_completion = _require_completion_mask("DPOReward", completion_mask)[:, 1:] > 0
+        """reward `[B]`; aux `policy_log_prob` (and `reference_log_prob`) `[B]`, completion sums."""
+        in_completion = _require_completion_mask("ImplicitReward", completion_mask)[:, 1:] > 0
         model = CausalLM(self.config)
 
         def sequence_log_prob(p):
             logits, _ = model.apply(p, tokens, segment_ids=mask)
             return losses.sequence_logprobs(logits[:, :-1], tokens[:, 1:], where=in_completion)
 
-        policy = sequence_log_prob(params["policy"])
-        reference = jax.lax.stop_gradient(sequence_log_prob(params["reference"]))
-        return RewardOutput(
-            losses.implicit_reward(policy, reference, beta=self.beta),
-            {"policy_log_prob": policy, "reference_log_prob": reference},
+        aux = {"policy_log_prob": sequence_log_prob(params["policy"])}
+        if self.uses_reference:
+            reference = jax.lax.stop_gradient(sequence_log_prob(params["reference"]))
+            aux["reference_log_prob"] = reference
+        lengths = jnp.maximum(jnp.sum(in_completion, axis=-1), 1).astype(jnp.float32)
+        reward = losses.spec(self.loss).implicit_reward(
+            aux["policy_log_prob"], aux.get("reference_log_prob"), lengths, beta=self.beta
         )
+        return RewardOutput(reward, aux)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,8 @@ import pytest
 from rewardjax import losses
 from rewardjax.models import (
     CausalLM,
-    DPOReward,
     EndogenousReward,
+    ImplicitReward,
     RewardEnsemble,
     RewardModel,
     RewardModelConfig,
@@ -210,7 +210,7 @@ def _np_log_softmax(x):
 
 def test_dpo_reward_matches_numpy_and_freezes_the_reference():
     tokens, mask, completion = _right_padded(12, [8, 5, 10], 10, prompt_len=4)
-    reward_fn = DPOReward(BACKBONE, beta=0.3)
+    reward_fn = ImplicitReward(BACKBONE, beta=0.3)
     params = _init(reward_fn, 13, tokens, mask)
     params["reference"] = _init(reward_fn, 14, tokens, mask)["policy"]
     out = _apply(reward_fn)(params, tokens, mask, completion)
@@ -229,12 +229,28 @@ def test_dpo_reward_matches_numpy_and_freezes_the_reference():
     assert any(np.any(g != 0) for g in jax.tree.leaves(grads["policy"]))
 
 
+def test_reference_free_implicit_rewards_match_numpy_and_hold_no_reference():
+    tokens, mask, completion = _right_padded(12, [8, 5, 10], 10, prompt_len=4)
+    params = _init(ImplicitReward(BACKBONE, beta=2.0, loss="simpo"), 13, tokens, mask)
+    assert set(params) == {"policy"}
+    logp = _np_log_softmax(_lm_logits(params["policy"], tokens, mask))[:, :-1]
+    picked = (np.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0] * completion[:, 1:]).sum(-1)
+    mean = picked / completion[:, 1:].sum(-1)
+    simpo = _apply(ImplicitReward(BACKBONE, beta=2.0, loss="simpo"))(
+        params, tokens, mask, completion
+    )
+    np.testing.assert_allclose(simpo.reward, 2.0 * mean, rtol=1e-4, atol=1e-4)
+    orpo = _apply(ImplicitReward(BACKBONE, loss="orpo"))(params, tokens, mask, completion)
+    p = np.exp(mean)
+    np.testing.assert_allclose(orpo.reward, np.log(p / (1 - p)), rtol=1e-4, atol=1e-4)
+
+
 def test_endogenous_reward_is_inverse_soft_bellman_and_telescopes():
     alpha = 0.5
     lengths = [10, 6, 4]
     tokens, mask, completion = _right_padded(15, lengths, 10, prompt_len=3)
     reward_fn = EndogenousReward(BACKBONE, alpha=alpha)
-    params = _init(DPOReward(BACKBONE, beta=0.3), 16, tokens, mask)["policy"]
+    params = _init(ImplicitReward(BACKBONE, beta=0.3), 16, tokens, mask)["policy"]
     out = _apply(reward_fn)(params, tokens, mask, completion)
     logits = np.asarray(_lm_logits(params, tokens, mask), np.float64)
     value = alpha * np.log(np.exp(logits / alpha).sum(-1))  # V(s) from the logits at each position
@@ -261,7 +277,7 @@ def test_config_and_implicit_reward_validation():
     assert hash(config) == hash(dataclasses.replace(config))
     assert dict(config.head_kwargs)["bin_values"] == (0, 1, 2)
     tokens, mask, _ = _right_padded(17, [3], 3)
-    for reward_fn in (DPOReward(BACKBONE), EndogenousReward(BACKBONE)):
+    for reward_fn in (ImplicitReward(BACKBONE), EndogenousReward(BACKBONE)):
         with pytest.raises(ValueError, match="needs completion_mask"):
             reward_fn.apply(None, tokens, mask)  # checked before the params are touched
 
