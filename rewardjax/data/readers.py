@@ -31,18 +31,42 @@ __all__ = ["FORMATS", "LoadReport", "load_records", "read_rows"]
 FORMATS = ("jsonl", "parquet", "hf_disk", "tfds", "array_record")
 
 
+def _bad_row(path: str, location: str, field: str, problem: str, fix: str) -> RecordError:
+    """A row that could not be decoded, yielded in place of the row (not raised) so that
+    `load_records` decides: raise it, or skip and count it and read on."""
+    return RecordError(path, location, field, problem, fix)
+
+
+def _decode_line(data: bytes, path: str, location: str) -> Any:
+    """One JSONL line (bytes) as a JSON value, or the `RecordError` that says why it is not one."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return _bad_row(
+            path,
+            location,
+            "<utf-8>",
+            f"not valid UTF-8 (byte 0x{data[e.start]:02x} at column {e.start + 1}: {e.reason})",
+            "save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8` if it is Latin-1",
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        return _bad_row(
+            path, location, "<json>", f"invalid JSON ({e})", "write one JSON object on the line"
+        )
+
+
 def _jsonl(path: str, split: str | None) -> Iterator[tuple[str, Any]]:
     del split
-    with open(path, encoding="utf-8") as f:
+    # Bytes, decoded line by line: one bad line is named (and skippable), not the whole file.
+    with open(path, "rb") as f:
         for i, line in enumerate(f, start=1):
+            if i == 1 and line.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark
+                line = line[3:]
             if not line.strip():
                 continue
-            try:
-                yield f"line {i}", json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(
-                    path, f"line {i}", "<json>", f"invalid JSON ({e})", "fix the line"
-                ) from None
+            yield f"line {i}", _decode_line(line, path, f"line {i}")
 
 
 def _parquet(path: str, split: str | None) -> Iterator[tuple[str, Any]]:
@@ -101,9 +125,8 @@ def _array_record(path: str, split: str | None) -> Iterator[tuple[str, Any]]:
             try:
                 yield f"row {i}", json.loads(reader.read([i])[0].decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise RecordError(
-                    path, f"row {i}", "<json>", f"not a UTF-8 JSON record ({e})", "write JSON"
-                ) from None
+                problem = f"not a UTF-8 JSON record ({e})"
+                yield f"row {i}", _bad_row(path, f"row {i}", "<json>", problem, "write JSON")
     finally:
         reader.close()
 
@@ -129,16 +152,33 @@ def _guess_format(path: str) -> str:
     raise ValueError(f"{path}: cannot tell the format from the name; pass format= one of {FORMATS}")
 
 
-def read_rows(
-    path: str, *, format: str | None = None, split: str | None = None
-) -> Iterator[tuple[str, Any]]:
-    """Yields (location, raw row) from a local file or folder; location is "line i" or "row i"."""
+def _rows(path: str, format: str | None, split: str | None) -> Iterator[tuple[str, Any]]:
+    """(location, raw row or the `RecordError` of a row that could not be decoded)."""
     fmt = format or _guess_format(path)
     if fmt not in _READERS:
         raise ValueError(f"unknown format {fmt!r}; use one of {FORMATS}")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file or folder")
     return _READERS[fmt](path, split)
+
+
+def _raise_bad_rows(rows: Iterator[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    for location, raw in rows:
+        if isinstance(raw, RecordError):
+            raise raw
+        yield location, raw
+
+
+def read_rows(
+    path: str, *, format: str | None = None, split: str | None = None
+) -> Iterator[tuple[str, Any]]:
+    """Yields (location, raw row) from a local file or folder; location is "line i" or "row i".
+
+    Raises:
+      RecordError: at a row that is not valid UTF-8 or not JSON (JSONL, array_record), naming
+        the file and line/row (`load_records(on_error="skip")` skips and counts such rows).
+    """
+    return _raise_bad_rows(_rows(path, format, split))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +222,8 @@ def load_records(
       format: one of `FORMATS`; guessed from the path when None.
       split: the split of a `DatasetDict` or TFDS folder.
       on_error: "raise" stops at the first malformed row with a `RecordError` naming file, line/row
-        and field; "skip" drops it, counts it by field in the report and logs the summary.
+        and field; "skip" drops it, counts it by field in the report and logs the summary. A line
+        that is not valid UTF-8 counts under the field "<utf-8>", one that is not JSON "<json>".
       max_examples: how many skip messages the report keeps.
 
     Returns:
@@ -194,11 +235,11 @@ def load_records(
     if not files:
         raise FileNotFoundError(f"{path}: no file matches")
     records, skipped, examples, num_read = [], collections.Counter(), [], 0
-    for file, (location, raw) in (
-        (f, row) for f in files for row in read_rows(f, format=format, split=split)
-    ):
+    for file, (location, raw) in ((f, row) for f in files for row in _rows(f, format, split)):
         num_read += 1
         try:
+            if isinstance(raw, RecordError):  # not UTF-8 or not JSON
+                raise raw
             try:
                 kind, canonical = adapt(layout, raw)
             except FieldError as e:

@@ -143,9 +143,62 @@ def test_malformed_parquet_names_row(tmp_path):
 
 def test_invalid_json_line(tmp_path):
     path = tmp_path / "j.jsonl"
-    path.write_text(json.dumps(ROWS[0]) + "\n\n{oops\n")
+    path.write_text(json.dumps(ROWS[0]) + "\n\n{oops\n" + json.dumps(ROWS[1]) + "\n[1, 2\n")
     with pytest.raises(data.RecordError, match=r"j\.jsonl: line 3: field '<json>': invalid JSON"):
         data.load_records(str(path))
+    # Skip mode reads past both bad lines (3 and 5) and counts them, as it does a bad field.
+    records, report = data.load_records(str(path), on_error="skip")
+    assert records == EXPECTED[:2]
+    assert (report.num_read, report.num_kept, report.skipped) == (4, 2, {"<json>": 2})
+    assert report.examples[0].startswith(f"{path}: line 3: field '<json>': invalid JSON")
+    assert report.examples[1].startswith(f"{path}: line 5: field '<json>': invalid JSON")
+    assert "skipped 2 (by field: <json>: 2)" in report.summary()
+
+
+def _write_bytes(path, lines):
+    """A JSONL file from byte strings, one line each (for encodings json.dumps cannot write)."""
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return str(path)
+
+
+def test_non_utf8_line_names_file_line_and_byte(tmp_path):
+    good = [json.dumps(r).encode() for r in ROWS[:2]]
+    latin1 = b'{"prompt": "p2", "chosen": "caf\xe9", "rejected": "b2"}'  # "café" in Latin-1
+    path = _write_bytes(tmp_path / "enc.jsonl", [good[0], latin1, good[1], b"\xff\xfe"])
+    with pytest.raises(data.RecordError) as info:
+        data.load_records(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: line 2: field '<utf-8>': not valid UTF-8")
+    assert "byte 0xe9 at column 32" in message and "Fix:" in message
+    assert latin1.index(b"\xe9") + 1 == 32  # the column the message names, counted independently
+    with pytest.raises(data.RecordError, match=r"enc\.jsonl: line 2: field '<utf-8>'"):
+        list(data.read_rows(path))
+    records, report = data.load_records(path, on_error="skip")
+    assert records == EXPECTED[:2]
+    assert (report.num_read, report.num_kept, report.skipped) == (4, 2, {"<utf-8>": 2})
+    assert report.examples[0] == message
+    assert report.examples[1].startswith(f"{path}: line 4: field '<utf-8>': not valid UTF-8")
+
+
+def test_utf8_text_crlf_and_byte_order_mark_are_read(tmp_path):
+    rows = [{"prompt": "caf\u00e9 \u2615", "chosen": "s\u00ed", "rejected": "no"}, ROWS[1]]
+    lines = [json.dumps(r, ensure_ascii=False).encode("utf-8") + b"\r" for r in rows]
+    path = _write_bytes(tmp_path / "u.jsonl", [b"\xef\xbb\xbf" + lines[0], lines[1]])
+    records, _ = data.load_records(path)
+    assert records == [PairwiseRecord("caf\u00e9 \u2615", "s\u00ed", "no"), EXPECTED[1]]
+
+
+def test_skip_mode_counts_a_bad_array_record_row(tmp_path):
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    path = str(tmp_path / "s.array_record")
+    writer = ArrayRecordWriter(path, "")
+    for row in [ROWS[0], ROWS[1]]:
+        writer.write(json.dumps(row).encode())
+    writer.write(b"\xff not json")
+    writer.close()
+    records, report = data.load_records(path, on_error="skip")
+    assert records == EXPECTED[:2] and report.skipped == {"<json>": 1}
 
 
 def test_all_skipped_is_an_error(tmp_path):
