@@ -42,6 +42,7 @@ from rewardjax.data.tokenizers import (
     ByteTokenizer,
     HFTokenizer,
     Tokenizer,
+    check_vocab,
     encode_example,
 )
 
@@ -71,6 +72,7 @@ __all__ = [
     "UnpairedRecord",
     "adapt",
     "batches",
+    "check_vocab",
     "collate",
     "encode_example",
     "encode_records",

@@ -25,7 +25,14 @@ import jinja2.sandbox
 
 from rewardjax.data.records import Message, Text
 
-__all__ = ["DEFAULT_CHAT_TEMPLATE", "ByteTokenizer", "HFTokenizer", "Tokenizer", "encode_example"]
+__all__ = [
+    "DEFAULT_CHAT_TEMPLATE",
+    "ByteTokenizer",
+    "HFTokenizer",
+    "Tokenizer",
+    "check_vocab",
+    "encode_example",
+]
 
 # A minimal role-tagged template; `eos_token` closes each turn when the tokenizer has one.
 DEFAULT_CHAT_TEMPLATE = (
@@ -92,6 +99,40 @@ def encode_example(
     return tokenizer.encode(head), tokenizer.encode(full[len(head) :])
 
 
+def check_vocab(tokenizer_vocab_size: int, model_vocab_size: int, *, tokenizer: str) -> None:
+    """Checks that every id the tokenizer emits has a row in the model's embedding table.
+
+    Ids are `0 <= id < tokenizer_vocab_size`; the embedding has `model_vocab_size` rows, so the
+    condition is `tokenizer_vocab_size <= model_vocab_size`. An id past the last row is no error
+    inside a jitted gather: it reads NaN (or a clamped row) and the loss turns non-finite
+    without saying why, so the check runs where the tokenizer and the model first meet.
+
+    Args:
+      tokenizer_vocab_size: `Tokenizer.vocab_size` (256 for "byte"; a `tokenizer.json`'s size with
+        its added tokens).
+      model_vocab_size: the backbone's `vocab_size` (its embedding rows).
+      tokenizer: `config.data.tokenizer` as given ("byte" or a path), for the message.
+
+    Raises:
+      ValueError: naming `config.data.tokenizer`, both sizes and the fix, when the tokenizer has
+        more ids than the model has rows, or when a size is not a positive integer.
+    """
+    for name, size in (
+        ("tokenizer_vocab_size", tokenizer_vocab_size),
+        ("model_vocab_size", model_vocab_size),
+    ):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"check_vocab: {name}={size!r} must be a positive int")
+    if tokenizer_vocab_size > model_vocab_size:
+        raise ValueError(
+            f"config.data.tokenizer={tokenizer!r} has {tokenizer_vocab_size} ids, but the model's "
+            f"embedding has {model_vocab_size} rows (config.model.vocab_size, or its preset's): "
+            f"ids {model_vocab_size}..{tokenizer_vocab_size - 1} would read outside it and turn "
+            f"the loss into NaN. Fix: set --config.model.vocab_size={tokenizer_vocab_size} (or "
+            "more), or use the tokenizer the model was built for"
+        )
+
+
 class ByteTokenizer(Tokenizer):
     """UTF-8 bytes as ids: byte b -> id b, vocab 256 (the "tiny" backbone preset's vocabulary).
 
@@ -128,7 +169,18 @@ class HFTokenizer(Tokenizer):
 
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
-        self._tok = tokenizers.Tokenizer.from_file(file)
+        if not os.path.isfile(file):
+            raise FileNotFoundError(
+                f"{file}: no such file; the tokenizer (config.data.tokenizer) is 'byte' or the "
+                "path of a Hugging Face tokenizer.json, or of a folder holding one"
+            )
+        try:
+            self._tok = tokenizers.Tokenizer.from_file(file)
+        except Exception as e:  # the Rust library raises a bare Exception
+            raise ValueError(
+                f"{file}: not a Hugging Face tokenizer file ({e}); give the tokenizer.json that "
+                "`tokenizer.save(path)` or `save_pretrained` writes"
+            ) from None
         config: dict[str, Any] = {}
         config_file = os.path.join(folder, "tokenizer_config.json")
         if os.path.exists(config_file):

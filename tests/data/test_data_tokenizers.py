@@ -117,3 +117,43 @@ def test_template_must_render_prompt_as_prefix():
     tok.chat_template = "{{ messages | length }}{% if add_generation_prompt %}!{% endif %}"
     with pytest.raises(ValueError, match="prefix"):
         data.encode_example(tok, CONVERSATION, REPLY)
+
+
+def test_check_vocab_names_the_tokenizer_both_sizes_and_the_fix():
+    data.check_vocab(256, 256, tokenizer="byte")  # every id 0..255 has an embedding row
+    data.check_vocab(9, 256, tokenizer="byte")  # unused rows are harmless
+    with pytest.raises(ValueError) as info:
+        data.check_vocab(256, 9, tokenizer="byte")
+    message = str(info.value)
+    assert "config.data.tokenizer='byte'" in message
+    assert "256 ids" in message and "9 rows" in message
+    assert "--config.model.vocab_size=256" in message and "the tokenizer the model" in message
+    for bad in ((0, 9), (9, 0), (9.0, 9), (True, 9)):
+        with pytest.raises(ValueError, match="positive int"):
+            data.check_vocab(*bad, tokenizer="byte")
+
+
+def test_check_vocab_on_real_tokenizers_and_presets(tokenizer_dir):
+    from rewardjax.models import get_preset
+
+    tiny = get_preset("tiny").vocab_size
+    # The byte tokenizer fits the tiny preset: the default file-based run passes the check.
+    data.check_vocab(data.ByteTokenizer().vocab_size, tiny, tokenizer="byte")
+    # The BPE of the fixture (256 byte symbols, merges and special tokens) does not fit 256 rows.
+    hf = data.HFTokenizer(str(tokenizer_dir))
+    largest_id = max(
+        json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"].values()
+    )
+    assert hf.vocab_size > largest_id >= tiny
+    with pytest.raises(ValueError, match=rf"{hf.vocab_size} ids, .* {tiny} rows"):
+        data.check_vocab(hf.vocab_size, tiny, tokenizer=str(tokenizer_dir))
+    data.check_vocab(hf.vocab_size, hf.vocab_size, tokenizer=str(tokenizer_dir))
+
+
+def test_hf_tokenizer_missing_or_corrupt_file_is_named(tmp_path):
+    missing = str(tmp_path / "nope" / "tokenizer.json")
+    with pytest.raises(FileNotFoundError, match=rf"{missing}: no such file.*'byte'"):
+        data.HFTokenizer(missing)
+    (tmp_path / "tokenizer.json").write_text("garbage")
+    with pytest.raises(ValueError, match=r"tokenizer\.json: not a Hugging Face tokenizer file"):
+        data.HFTokenizer(str(tmp_path))
