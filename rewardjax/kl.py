@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from rewardjax.losses._numerics import as_float
+from rewardjax.numerics import as_float
 
 __all__ = [
     "KLController",

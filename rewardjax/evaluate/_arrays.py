@@ -1,9 +1,10 @@
-"""Array helpers shared by the evaluators: default weights, weighted means (and float promotion)."""
+"""Array helpers shared by the evaluators: default weights; `as_float` and `weighted_mean` (0 when
+every weight is 0) come from `rewardjax.numerics`."""
 
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike
 
-from rewardjax.losses._numerics import as_float
+from rewardjax.numerics import as_float, weighted_mean
 
 __all__ = ["as_float", "weighted_mean", "weights_like"]
 
@@ -13,12 +14,3 @@ def weights_like(weight: ArrayLike | None, like: Array) -> Array:
     if weight is None:
         return jnp.ones(like.shape, like.dtype)
     return jnp.broadcast_to(jnp.asarray(weight, like.dtype), like.shape)
-
-
-def weighted_mean(
-    x: Float[ArrayLike, " B"], weight: Float[ArrayLike, " B"] | None = None
-) -> Float[Array, ""]:
-    """Σ_i w_i x_i / Σ_i w_i (NaN when every weight is 0); `weight=None` is the plain mean."""
-    x = as_float(x)
-    w = weights_like(weight, x)
-    return jnp.sum(w * x) / jnp.sum(w)

@@ -58,7 +58,7 @@ def gold_pair_accuracy(
       weight: example weights [B]; None weighs all equally.
 
     Returns:
-      scalar in [0, 1].
+      scalar in [0, 1] (0 when no pair has a gold preference).
     """
     gold_margin = as_float(chosen_gold) - as_float(rejected_gold)
     forward = pair_correct(chosen, rejected)

@@ -81,7 +81,7 @@ def pair_accuracy(
       weight: example weights [B] (0 drops an example); None weighs all equally.
 
     Returns:
-      scalar in [0, 1] (NaN when all weights are 0).
+      scalar in [0, 1] (0 when all weights are 0, as `rewardjax.numerics.weighted_mean`).
     """
     return weighted_mean(pair_correct(chosen, rejected), weight)
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from rewardjax.losses._numerics import as_float
+from rewardjax.numerics import as_float
 
 
 def sequence_logprobs(

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from rewardjax.losses._numerics import as_float, check_hparam, smoothed_logistic
+from rewardjax.numerics import as_float, check_hparam, smoothed_logistic
 
 LogProbs = Float[ArrayLike, "*B"]
 Loss = Float[Array, "*B"]

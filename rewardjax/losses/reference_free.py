@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from rewardjax.losses._numerics import as_float, check_hparam, log1mexp
+from rewardjax.numerics import as_float, check_hparam, log1mexp
 
 
 def simpo(

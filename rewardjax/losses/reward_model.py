@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from rewardjax.losses._numerics import as_float, check_hparam, log1mexp, smoothed_logistic
+from rewardjax.numerics import as_float, check_hparam, log1mexp, smoothed_logistic
 
 
 def bradley_terry(

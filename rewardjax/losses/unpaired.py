@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from rewardjax.losses._numerics import as_float, check_hparam
+from rewardjax.numerics import as_float, check_hparam
 
 
 def kto(

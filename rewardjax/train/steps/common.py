@@ -1,5 +1,5 @@
-"""What every train step shares: batch and metric types, the weighted mean over real examples,
-the optimiser update with its metrics."""
+"""What every train step shares: batch and metric types, the weighted mean over real examples
+(`rewardjax.numerics.weighted_mean`), the optimiser update with its metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
+from rewardjax.numerics import weighted_mean  # re-exported: sum(x w) / sum(w), 0 when sum(w) = 0
 from rewardjax.train.state import TrainState
 
 __all__ = ["LogitsFn", "weighted_mean"]
@@ -20,12 +21,6 @@ Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
 # logits_fn(params, tokens [B, T], mask [B, T]) -> logits [B, T, V] (logits[:, t] scores token t+1)
 LogitsFn = Callable[[Any, Int[Array, "B T"], Int[Array, "B T"]], Float[Array, "B T V"]]
-
-
-def weighted_mean(x: Float[Array, " B"], weight: Float[Array, " B"]) -> Float[Array, ""]:
-    """`sum(x * w) / max(sum(w), 1)`: the mean over real examples (weight 0 marks padding)."""
-    weight = weight.astype(jnp.float32)
-    return jnp.sum(x.astype(jnp.float32) * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
 def mean_members(x: jax.Array, ndim: int = 1) -> jax.Array:
