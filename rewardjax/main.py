@@ -16,12 +16,19 @@ two processes on this machine (CPU, gloo collectives), in two shells or with `&`
 
 On a cluster that JAX can read (SLURM, Open MPI, TPU pods, Kubernetes), `--auto_distributed`
 takes the process layout from the environment instead.
+
+Errors in what the user gave (a malformed record, a bad flag or config value, an unreadable
+checkpoint, a tokenizer that does not fit the model) end the run with one line on stderr,
+`error: <what, where, and the fix>`, and exit status 1; `--traceback` shows the Python traceback
+instead. Other exceptions (bugs) keep their traceback.
 """
 
 from __future__ import annotations
 
 import logging as std_logging
+import os
 import sys
+import types
 
 import jax
 from absl import app, flags, logging
@@ -67,6 +74,12 @@ _CPU_DEVICES = flags.DEFINE_integer(
     "data-parallel split runs steps faster (2 devices on a 2-core machine: 1.1-1.8x for "
     "the benchmark reward-model step). Batch sizes must divide evenly.",
     lower_bound=1,
+)
+_TRACEBACK = flags.DEFINE_bool(
+    "traceback",
+    False,
+    "On an error in the input (a record, a flag or config value, a checkpoint), raise with the "
+    "Python traceback instead of printing one `error: ...` line.",
 )
 _EXAMPLE = (
     "For two processes on this machine run, once with --process_id=0 and once with "
@@ -129,6 +142,118 @@ def _distributed_args() -> dict | None:
     return dict(given, local_device_ids=ids)
 
 
+def _frames(tb: types.TracebackType | None) -> list[types.FrameType]:
+    """The frames of a traceback, outermost first (the last is where the exception was raised)."""
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return frames
+
+
+def _in_rewardjax(frame: types.FrameType) -> bool:
+    return os.path.dirname(os.path.abspath(__file__)) in os.path.abspath(frame.f_code.co_filename)
+
+
+def _checkpoint_frame(frames: list[types.FrameType]) -> types.FrameType | None:
+    """The innermost frame of a `Checkpointer` method (rewardjax/train/checkpoint.py) that the
+    exception passed through: its `self.directory` (and `step`) name the checkpoint."""
+    for frame in reversed(frames):
+        if (
+            os.path.basename(frame.f_code.co_filename) == "checkpoint.py"
+            and _in_rewardjax(frame)
+            and hasattr(frame.f_locals.get("self"), "directory")
+        ):
+            return frame
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _error_line(error: BaseException) -> str | None:
+    """`error: ...` for an error in the user's input (records, configs, checkpoints, files);
+    None for anything else (a bug), which keeps its traceback.
+
+    A ValueError (RecordError, ...) or OSError that rewardjax's own checks raise already says
+    what, where and how to fix it: its message is the line. One a library raises is prefixed
+    with its type, and points to `--traceback`; any error a library raises while reading a
+    checkpoint names the checkpoint and the fix.
+    """
+    frames = _frames(error.__traceback__)
+    # Raised by a check of ours (not an OSError of the operating system, which carries errno).
+    ours = bool(frames) and _in_rewardjax(frames[-1]) and getattr(error, "errno", None) is None
+    message = _one_line(str(error)) or type(error).__name__
+    checkpoint = _checkpoint_frame(frames)
+    if checkpoint is not None and not (ours and checkpoint is frames[-1]):
+        directory, step = checkpoint.f_locals["self"].directory, checkpoint.f_locals.get("step")
+        where = directory if step is None else os.path.join(directory, str(step))
+        return (
+            f"error: cannot read the checkpoint {where} ({type(error).__name__}: {message}). "
+            f"Fix: delete {where} to fall back to the checkpoint before it, or start a new "
+            "--workdir (--traceback shows where reading it failed)."
+        )
+    if isinstance(error, app.UsageError):
+        return f"error: {message}"
+    if not isinstance(error, ValueError | OSError):
+        return None
+    if ours:
+        return f"error: {message}"
+    return f"error: {type(error).__name__}: {message} (--traceback shows where it was raised)"
+
+
+def _wants_traceback(argv: list[str]) -> bool:
+    """--traceback from argv, before (or without) the flags being parsed."""
+    wanted = False
+    for arg in argv[1:]:
+        if arg in ("--traceback", "--traceback=true", "--traceback=True", "--traceback=1"):
+            wanted = True
+        elif arg in ("--notraceback", "--traceback=false", "--traceback=False", "--traceback=0"):
+            wanted = False
+    return wanted
+
+
+def _override_error_line(error: Exception, argv: list[str]) -> str:
+    """An override of a field the (locked) config does not have: name the flag and the field."""
+    detail = error
+    while detail.args and isinstance(detail.args[0], BaseException):
+        detail = detail.args[0]
+    first, _, hint = str(detail.args[0] if detail.args else detail).partition("\n")
+    key = first.strip("'\"")
+    overrides = [a.partition("=")[0] for a in argv[1:] if a.startswith("--config.")]
+    flag = next((o for o in overrides if key in o[len("--config.") :].split(".")), None)
+    if flag is None:
+        return (
+            f"error: a --config.* override names no field of the config ({_one_line(str(detail))})."
+        )
+    path = flag[len("--") :].split(".")
+    parent = ".".join(path[: path.index(key)])
+    hint = f" {hint.strip()}" if hint.strip() else ""
+    return (
+        f"error: {flag}: {parent} has no field {key!r}.{hint} The config is locked: an override "
+        "must name one of the fields its config file defines."
+    )
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with errors as one `error: ...` line (absl prints a traceback for a
+    misspelt config override and for an exception in the config file's get_config)."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError) as e:
+        if _wants_traceback(argv):
+            raise
+        if not isinstance(e, flags.Error):  # ml_collections: a field the config does not have
+            sys.exit(_override_error_line(e, argv))
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        if any(line.startswith("Traceback") for line in lines):  # get_config raised: keep its
+            message = f"{lines[0]} {lines[-1]}"  # first line (the flag) and the exception line
+        else:
+            message = " ".join(lines)
+        sys.exit(f"error: {message} (--helpshort lists the flags)")
+
+
 def _eval_line(metrics: dict[str, float]) -> str:
     """The console's evaluation summary: the headline metrics the run has, else its first few."""
     keys = [k for k in _SUMMARY_KEYS if k in metrics]
@@ -138,6 +263,16 @@ def _eval_line(metrics: dict[str, float]) -> str:
 
 
 def main(argv: list[str]) -> None:
+    try:
+        _main(argv)
+    except Exception as e:
+        line = None if _TRACEBACK.value else _error_line(e)
+        if line is None:
+            raise
+        sys.exit(line)
+
+
+def _main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     distributed = _distributed_args()
@@ -165,4 +300,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
