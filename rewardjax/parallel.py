@@ -48,6 +48,7 @@ __all__ = [
     "mesh_from_config",
     "mesh_rules",
     "optimizer_shardings",
+    "rules_as_strings",
     "shard_batch",
     "sharded_init",
     "sharded_optimizer_init",
@@ -124,11 +125,34 @@ def mesh_from_config(config: Mapping[str, Any]) -> Mesh:
 
 
 def logical_rules(overrides: Mapping[str, str | Sequence[str] | None] | None = None) -> Rules:
-    """`DEFAULT_RULES` with some logical axes remapped, e.g. `{"embed": None}` turns FSDP off."""
+    """`DEFAULT_RULES` with some logical axes remapped, e.g. `{"embed": None}` turns FSDP off.
+
+    A value is a mesh axis, a sequence of them, None (not split), or, as a config writes it, a
+    comma-separated string of mesh axes ("data,fsdp"; "" = not split).
+    """
     overrides = dict(overrides or {})
+    for name, axes in overrides.items():
+        if isinstance(axes, str):
+            axes = tuple(a.strip() for a in axes.split(",") if a.strip())
+            overrides[name] = None if not axes else axes[0] if len(axes) == 1 else axes
+        unknown = {a for a in _axes_tuple(overrides[name]) if a not in MESH_AXES}
+        if unknown:
+            raise ValueError(
+                f"sharding rule {name!r} -> {axes!r}: unknown mesh axes {sorted(unknown)}; "
+                f"use {MESH_AXES} (comma-separated), or '' to leave {name!r} unsplit."
+            )
     normalise = lambda v: tuple(v) if isinstance(v, list | tuple) else v
     rules = [(name, normalise(overrides.pop(name, axes))) for name, axes in DEFAULT_RULES]
     return tuple(rules + [(name, normalise(axes)) for name, axes in overrides.items()])
+
+
+def _axes_tuple(axes: str | Sequence[str] | None) -> tuple[str, ...]:
+    return () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+
+
+def rules_as_strings(rules: Rules = DEFAULT_RULES) -> dict[str, str]:
+    """`rules` as a config holds them: logical axis -> comma-separated mesh axes ("" unsplit)."""
+    return {name: ",".join(_axes_tuple(axes)) for name, axes in rules}
 
 
 def logical_shardings(tree: Any, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> Any:

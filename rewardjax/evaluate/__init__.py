@@ -35,6 +35,11 @@ from rewardjax.evaluate.report import (
     plot_subset_accuracy,
     write_report,
 )
+from rewardjax.evaluate.run_report import (
+    plot_proxy_vs_gold,
+    plot_training_curves,
+    reward_model_report,
+)
 from rewardjax.evaluate.runner import (
     PairReport,
     evaluate_pairs,
@@ -66,8 +71,11 @@ __all__ = [
     "pair_calibration",
     "pair_correct",
     "plot_bon_curves",
+    "plot_proxy_vs_gold",
     "plot_reliability",
     "plot_subset_accuracy",
+    "plot_training_curves",
+    "reward_model_report",
     "score_pair_batches",
     "section_scores",
     "spearman",

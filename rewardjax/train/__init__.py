@@ -5,11 +5,11 @@ what `python -m rewardjax.main --config=configs/<name>.py --workdir=DIR` calls.
 """
 
 from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.data import Data, load_data
 from rewardjax.train.defaults import TASKS, base_config, smoke_overrides
-from rewardjax.train.experiment import Data, load_data, run
+from rewardjax.train.experiment import run
 from rewardjax.train.loop import NonFiniteLossError, Preempted, fit
 from rewardjax.train.metrics import MetricWriter, read_jsonl
-from rewardjax.train.report import plot_proxy_vs_gold, plot_training_curves, reward_model_report
 from rewardjax.train.state import TrainState, make_optimizer, make_schedule
 from rewardjax.train.steps import (
     REFERENCE_FREE,
@@ -51,15 +51,12 @@ __all__ = [
     "make_schedule",
     "mismatched_rows",
     "multi_response_rows",
-    "plot_proxy_vs_gold",
-    "plot_training_curves",
     "ranked_loss",
     "ranked_reward_model_step",
     "rating_loss",
     "rating_reward_model_step",
     "read_jsonl",
     "reference_logps",
-    "reward_model_report",
     "reward_model_step",
     "run",
     "sft_step",

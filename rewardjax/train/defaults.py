@@ -3,14 +3,29 @@
 `configs/<name>.py` starts from `base_config(task)` and adds its task's sections, so that a field
 means the same thing in every config. Fields left `None` are filled in by the preset or derived
 (e.g. `optimizer.decay_steps` defaults to the updates after warm-up).
+
+Every config parses the argument after its file name (`--config=configs/<name>.py:ARG`) with
+`parse_arg`: comma-separated options (`smoke`, a variant name) and `key=value` pairs with a type.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
 import ml_collections
 from ml_collections import config_dict
 
-__all__ = ["TASKS", "base_config", "reward_model_config", "smoke_overrides"]
+from rewardjax import parallel
+
+__all__ = [
+    "TASKS",
+    "ConfigArg",
+    "base_config",
+    "parse_arg",
+    "reward_model_config",
+    "smoke_overrides",
+]
 
 TASKS = ("reward_model", "dpo", "sft")
 
@@ -100,6 +115,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.mesh.data = -1
     c.mesh.fsdp = 1
     c.mesh.tensor = 1
+    # Logical axis -> comma-separated mesh axes ("" = not split), e.g. `--config.sharding_rules.
+    # embed=` turns FSDP off and `--config.sharding_rules.mlp=tensor,fsdp` splits the MLP over both.
+    c.sharding_rules = ml_collections.ConfigDict(parallel.rules_as_strings())
     return c
 
 
@@ -146,3 +164,103 @@ def smoke_overrides(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.progress_bar = False
     c.optimizer.warmup_steps = 2
     return c
+
+
+class ConfigArg(NamedTuple):
+    """A parsed config argument: the options given and the typed `key=value` pairs given."""
+
+    options: frozenset[str]
+    values: dict[str, Any]
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+_EXAMPLES = {bool: "true", int: "8", float: "0.1"}
+
+
+def _convert(text: str, kind: type, key: str, where: str) -> Any:
+    """`text` as a `kind`, or a ValueError naming `where`, the key and an example."""
+    if kind is bool and text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    if kind is not bool:
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    example = f"{key}={_EXAMPLES.get(kind, 'text')}"
+    raise ValueError(f"{where}: {key}={text!r} is not a {kind.__name__}; write e.g. {example}.")
+
+
+def parse_arg(
+    arg: str | None,
+    *,
+    options: Iterable[str] = (),
+    values: Mapping[str, type] | None = None,
+    exclusive: Iterable[Iterable[str]] = (),
+    config_file: str,
+) -> ConfigArg:
+    """Parses a config's argument: `opt1,opt2,key=value,...` (the `ARG` of `--config=FILE:ARG`).
+
+    Every config under configs/ calls this, so all of them read their argument the same way:
+    items are separated by commas (blanks around them ignored); a bare item is an option and must
+    be one of `options`; `key=value` must name a key of `values` and is converted to its type
+    (`int`, `float`, `str`; `bool` takes true/false, 1/0, yes/no). Of each group in `exclusive`
+    at most one option may be given (e.g. the algorithms of an RL config).
+
+        parse_arg("grpo,smoke,n=8", options={"ppo", "grpo", "smoke"}, values={"n": int},
+                  exclusive=[{"ppo", "grpo"}], config_file="configs/rl.py")
+        # ConfigArg(options=frozenset({"grpo", "smoke"}), values={"n": 8})
+
+    Args:
+      arg: the argument; None or "" gives no options and no values.
+      options: the allowed bare options.
+      values: the allowed keys and the type of each value.
+      exclusive: groups of options of which at most one may be given.
+      config_file: the config's path as a user writes it, named in every error.
+
+    Returns:
+      `ConfigArg(options, values)`: the options given (a frozenset) and the values given, typed
+      (keys not given are absent: the config supplies their defaults).
+
+    Raises:
+      ValueError: for an unknown option or key, a value that does not convert, a key given twice,
+        or two options of one exclusive group; the message names `config_file`, the offending
+        item and what is allowed.
+    """
+    allowed, types = frozenset(options), dict(values or {})
+    where = f"{config_file} (--config={config_file}:{arg})"
+    choices = ", ".join(sorted(allowed)) or "none"
+    keys = ", ".join(f"{k}=<{t.__name__}>" for k, t in sorted(types.items())) or "none"
+    given: set[str] = set()
+    parsed: dict[str, Any] = {}
+    for item in (arg or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if eq:
+            if key not in types:
+                raise ValueError(
+                    f"{where}: unknown key {key!r} in {item!r}; allowed keys: {keys} "
+                    f"(options: {choices})."
+                )
+            if not text.strip():
+                raise ValueError(f"{where}: {item!r} needs a value after '='.")
+            if key in parsed:
+                raise ValueError(f"{where}: {key}= is given twice; give it once.")
+            parsed[key] = _convert(text.strip(), types[key], key, where)
+        elif item in allowed:
+            given.add(item)
+        elif item in types:
+            raise ValueError(f"{where}: {item!r} needs a value: {item}=<{types[item].__name__}>.")
+        else:
+            raise ValueError(
+                f"{where}: unknown option {item!r}; allowed options: {choices} (keys: {keys})."
+            )
+    for group in exclusive:
+        both = sorted(given & set(group))
+        if len(both) > 1:
+            raise ValueError(
+                f"{where}: options {both} exclude each other; give one of {sorted(group)}."
+            )
+    return ConfigArg(frozenset(given), parsed)

@@ -9,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 
 from rewardjax import data, train
-from rewardjax.train import layouts
+from rewardjax.train import tasks
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 WORDS = ["good", "bad", "fine", "poor", "great", "awful", "okay", "meh"]
@@ -54,8 +55,18 @@ def _pairs(n=3):
         ("reward_model", "rating_regression", "rating", "rating"),
     ],
 )
-def test_train_kind(task, loss, data_kind, want):
-    assert layouts.train_kind(task, loss, data_kind) == want
+def test_each_task_picks_its_layout_from_the_loss_spec(task, loss, data_kind, want):
+    config = ml_collections.ConfigDict({"loss": {"name": loss}})
+    assert tasks.get(task).layouts(config, data_kind, None)[0] == want
+
+
+def test_a_loss_of_the_other_level_is_refused():
+    for task, loss in (("reward_model", "dpo"), ("dpo", "bradley_terry")):
+        config = ml_collections.ConfigDict({"loss": {"name": loss}})
+        with pytest.raises(ValueError, match=f"config.loss.name='{loss}'"):
+            tasks.get(task).layouts(config, "pairwise", None)
+    with pytest.raises(ValueError, match=r"config\.task='rlhf'"):
+        tasks.get("rlhf")
 
 
 def test_pairs_convert_to_every_layout_and_batch_in_its_format():
@@ -63,21 +74,21 @@ def test_pairs_convert_to_every_layout_and_batch_in_its_format():
     chosen = [e["seqs"][0] for e in pairs.examples]
     rejected = [e["seqs"][1] for e in pairs.examples]
     for kind in ("sft", "ranked", "unpaired", "rating"):
-        converted = layouts.convert(pairs, kind, field="test")
+        converted = data.convert(pairs, kind, field="test")
         assert converted.kind == kind
         batch = data.collate(
             kind, converted.examples, [1.0] * len(converted.examples), pairs.max_length
         )
         assert set(batch) == set(data.BATCH_KEYS[kind])
-    unpaired = layouts.convert(pairs, "unpaired", field="test").examples
+    unpaired = data.convert(pairs, "unpaired", field="test").examples
     assert [e["desirable"] for e in unpaired] == [True, False] * 3
     interleaved = [s for pair in zip(chosen, rejected) for s in pair]
     assert all(np.array_equal(e["seqs"][0], s) for e, s in zip(unpaired, interleaved))
-    rated = layouts.convert(pairs, "rating", field="test")
+    rated = data.convert(pairs, "rating", field="test")
     gold = [g for e in pairs.examples for g in (e["chosen_gold"], e["rejected_gold"])]
     np.testing.assert_array_equal([e["ratings"][0] for e in rated.examples], gold)
     assert rated.attributes == ("gold",)
-    ranked = layouts.convert(pairs, "ranked", field="test").examples
+    ranked = data.convert(pairs, "ranked", field="test").examples
     assert all(tuple(e["ranks"]) == (0, 1) for e in ranked)
 
 
@@ -90,10 +101,10 @@ def test_conversions_that_do_not_exist_name_the_fields():
         pairs.stats,
     )
     with pytest.raises(ValueError, match=r"config\.data\.layout='rating'"):
-        layouts.convert(no_gold, "rating", field="task 'reward_model'")
-    sft = layouts.convert(pairs, "sft", field="x")
+        data.convert(no_gold, "rating", field="task 'reward_model'")
+    sft = data.convert(pairs, "sft", field="x")
     with pytest.raises(ValueError, match=r"'ranked' batches.*'sft' records.*config\.data\.layout"):
-        layouts.convert(sft, "ranked", field="task 'reward_model'")
+        data.convert(sft, "ranked", field="task 'reward_model'")
 
 
 def test_mean_metrics_weights_batches_by_their_real_examples():
@@ -101,7 +112,7 @@ def test_mean_metrics_weights_batches_by_their_real_examples():
         {"weight": np.array([1.0, 1.0, 0.0]), "x": np.array(2.0)},
         {"weight": np.array([1.0, 0.0, 0.0]), "x": np.array(5.0)},
     ]
-    got = layouts.mean_metrics(
+    got = tasks.mean_metrics(
         lambda p, b: (p * b["x"], {"m": b["x"] + 1}),
         10.0,
         batches,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rewardjax import data, train
-from rewardjax.train import experiment
+from rewardjax.train.tasks import dpo as dpo_task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 WORDS = ["good", "bad", "fine", "poor", "great", "awful", "okay", "meh", "nice", "dull"]
@@ -60,9 +60,9 @@ def test_reference_log_probs_from_the_records(tmp_path, monkeypatch):
     records = _records()
     plain = _write(tmp_path / "plain.jsonl", records)
     captured = []
-    original = experiment.precompute_reference_logps
+    original = dpo_task.precompute_reference_logps
     monkeypatch.setattr(
-        experiment,
+        dpo_task,
         "precompute_reference_logps",
         lambda *a, **k: captured.append(original(*a, **k)) or captured[-1],
     )

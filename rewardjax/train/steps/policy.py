@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from rewardjax import losses
@@ -192,6 +193,27 @@ def kto_reference_logps(ref_params: Any, batch: Batch, *, logits_fn: LogitsFn) -
     return {**batch, "ref_logps": logps[:n], "ref_kl_logps": logps[n:]}
 
 
+def _desirable_mask(desirable: Any) -> jax.Array:
+    """`batch["desirable"]` as a boolean mask [B]: bool, or integers / floats that are 0 or 1.
+
+    The dtype is checked when the step is traced; the values are checked when they are concrete
+    (outside `jit`); under `jit` a nonzero value counts as desirable.
+    """
+    d = jnp.asarray(desirable)
+    if not (jnp.issubdtype(d.dtype, jnp.bool_) or jnp.issubdtype(d.dtype, jnp.number)):
+        raise TypeError(
+            f"kto_loss: batch['desirable'] has dtype {d.dtype}; it must be bool (or 0/1 numbers)."
+        )
+    if d.dtype != jnp.bool_ and not isinstance(d, jax.core.Tracer):
+        values = np.unique(np.asarray(d))
+        if not np.isin(values, (0, 1)).all():
+            raise ValueError(
+                f"kto_loss: batch['desirable'] holds {values.tolist()}; it must be True/False or "
+                "1/0 (1 = desirable, 0 = undesirable)."
+            )
+    return d != 0
+
+
 def kto_loss(
     params: Any,
     batch: Batch,
@@ -213,7 +235,7 @@ def kto_loss(
     Args:
       params: policy parameters.
       batch: unpaired batch (`tokens`, `mask`, `completion_mask` [B, T], `desirable` [B],
-        `weight` [B]) with `ref_logps` and `ref_kl_logps` [B] (see `kto_reference_logps`).
+        `weight` [B]; `desirable` is bool or 0/1, 1 = desirable) with `ref_logps` and `ref_kl_logps` [B] (see `kto_reference_logps`).
       logits_fn: `(params, tokens, mask) -> logits [B, T, V]`.
       beta, desirable_weight, undesirable_weight: the loss's hyper-parameters.
 
@@ -227,7 +249,7 @@ def kto_loss(
                 f"kto_loss: batch has no {key!r}; compute it with `kto_reference_logps`."
             )
     rows = (batch["tokens"], batch["mask"], batch["completion_mask"])
-    weight, desirable = batch["weight"], batch["desirable"]
+    weight, desirable = batch["weight"], _desirable_mask(batch["desirable"])
     kl_logps, _ = completion_logps(
         jax.lax.stop_gradient(params), *mismatched_rows(*rows), logits_fn=logits_fn
     )

@@ -2,7 +2,7 @@
 
 `reward_model_report` scores the eval pairs, adds best-of-n gold-vs-proxy curves on the synthetic
 task (Gao et al., "Scaling Laws for Reward Model Overoptimization", arXiv:2210.10760), writes
-`report.md` through `rewardjax.evaluate.write_report`, and appends the training curves and, when
+`report.md` through `rewardjax.write_report`, and appends the training curves and, when
 gold rewards are known, a proxy-vs-gold scatter. Later stages of the overoptimization lab (DPO,
 RL against the proxy) append their sections the same way.
 """
@@ -18,10 +18,15 @@ import ml_collections
 import numpy as np
 from matplotlib.figure import Figure
 
-from rewardjax import evaluate
 from rewardjax.data import synthetic
+from rewardjax.evaluate.report import write_report
+from rewardjax.evaluate.runner import (
+    PairReport,
+    evaluate_pairs,
+    score_pair_batches,
+    synthetic_bon_curves,
+)
 from rewardjax.models import ScoringModel
-from rewardjax.train.metrics import read_jsonl
 
 __all__ = ["plot_proxy_vs_gold", "plot_training_curves", "reward_model_report"]
 
@@ -77,14 +82,17 @@ def reward_model_report(
     subset_names: Sequence[str],
     task: synthetic.MarkovTask | None,
     config: ml_collections.ConfigDict,
-) -> tuple[str, evaluate.PairReport]:
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[str, PairReport]:
     """Evaluates the reward model, writes `<workdir>/report.md` and its PNGs.
+
+    `records` are the run's logged metrics (`metrics.jsonl`), for the training curves.
 
     Returns:
       The report's path and the pair metrics of the eval set.
     """
-    arrays = evaluate.score_pair_batches(model, params, eval_batches)
-    pairs = evaluate.evaluate_pairs(
+    arrays = score_pair_batches(model, params, eval_batches)
+    pairs = evaluate_pairs(
         arrays["chosen"],
         arrays["rejected"],
         weight=arrays["weight"],
@@ -95,7 +103,7 @@ def reward_model_report(
     )
     bon = None
     if task is not None:
-        bon = evaluate.synthetic_bon_curves(
+        bon = synthetic_bon_curves(
             task,
             model,
             params,
@@ -103,7 +111,6 @@ def reward_model_report(
             num_prompts=config.report.bon_prompts,
             num_samples=config.report.bon_samples,
         )
-    records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
     last = next((r for r in reversed(records) if "loss" in r), {})
     notes = {
         "task": f"{config.task} on {config.data.source} data",
@@ -113,7 +120,7 @@ def reward_model_report(
         "final train loss": last.get("loss", float("nan")),
         "final train accuracy": last.get("accuracy", float("nan")),
     }
-    path = evaluate.write_report(
+    path = write_report(
         workdir, pairs=pairs, bon=bon, title="Reward model on the synthetic task", notes=notes
     )
     extra = ["## Training curves\n", "![training curves](training_curves.png)\n"]

@@ -1,0 +1,119 @@
+"""The encoded train and eval sets a config describes: the synthetic gold-reward Markov task
+(`data.source = "synthetic"`) or local files (`data.source = "files"`), in the layout the task
+trains on (pairs are converted where that makes sense: `rewardjax.data.convert`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from rewardjax import data as data_lib
+from rewardjax.data import synthetic
+
+__all__ = ["Data", "load_data", "tokenizer_from_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    """Encoded train and eval sets and, on the synthetic task, its world."""
+
+    train: data_lib.EncodedDataset
+    eval: data_lib.EncodedDataset | None
+    task: synthetic.MarkovTask | None = None
+
+
+def _synthetic_data(c: ml_collections.ConfigDict) -> Data:
+    task = synthetic.make_markov_task(
+        c.seed,
+        vocab_size=c.vocab_size,
+        length=c.length,
+        prompt_length=c.prompt_length,
+        concentration=c.concentration,
+        memoryless=c.memoryless,
+        reward=c.reward,
+        reward_scale=c.reward_scale,
+        pattern=tuple(c.pattern),
+        pattern_bonus=c.pattern_bonus,
+    )
+    # One draw split in two (train, then eval): one compilation of the sampler.
+    pairs = synthetic.sample_preference_pairs(
+        task,
+        jax.random.PRNGKey(c.seed),
+        c.num_train_pairs + c.num_eval_pairs,
+        beta=c.beta,
+        flip_rate=c.flip_rate,
+    )
+    part = lambda sl: synthetic.pairs_to_dataset({k: np.asarray(v)[sl] for k, v in pairs.items()})
+    n = c.num_train_pairs
+    return Data(part(slice(None, n)), part(slice(n, None)) if c.num_eval_pairs else None, task)
+
+
+def tokenizer_from_config(c: ml_collections.ConfigDict) -> data_lib.Tokenizer:
+    """`config.data.tokenizer`: "byte" or the path of a tokenizer.json."""
+    return data_lib.ByteTokenizer() if c.tokenizer == "byte" else data_lib.HFTokenizer(c.tokenizer)
+
+
+def _file_data(c: ml_collections.ConfigDict, seed: int) -> Data:
+    if not c.train_path:
+        raise ValueError("config.data.train_path is empty; set it to a local JSONL/Parquet file.")
+    tokenizer = tokenizer_from_config(c)
+    load = lambda path: data_lib.load_records(
+        path, layout=c.layout, format=c.format, split=c.split, on_error=c.on_error
+    )[0]
+    train = load(c.train_path)
+    if c.eval_path:
+        held_out = load(c.eval_path)
+    elif c.eval_fraction > 0:
+        order = np.random.default_rng(seed).permutation(len(train))
+        n_eval = max(1, round(c.eval_fraction * len(train)))
+        if n_eval >= len(train):
+            raise ValueError(
+                f"config.data.eval_fraction={c.eval_fraction} leaves no training records "
+                f"out of {len(train)}."
+            )
+        held_out = [train[i] for i in order[:n_eval]]
+        train = [train[i] for i in sorted(order[n_eval:])]
+    else:
+        held_out = None
+    encode = lambda records: data_lib.encode_records(
+        records,
+        tokenizer,
+        max_length=c.max_length,
+        overlength=c.overlength,
+        max_prompt_length=c.max_prompt_length,
+    )
+    return Data(encode(train), encode(held_out) if held_out else None)
+
+
+def load_data(
+    config: ml_collections.ConfigDict, layouts: Callable[[str, str | None], tuple[str, str]]
+) -> Data:
+    """The encoded data `config.data` describes, converted to the layouts its task asks for.
+
+    Args:
+      config: the experiment config.
+      layouts: the task's `(train data kind, eval data kind or None) -> (train layout, eval
+        layout)` (`rewardjax.train.tasks`).
+    """
+    if config.data.source == "synthetic":
+        loaded = _synthetic_data(config.data.synthetic)
+    elif config.data.source == "files":
+        loaded = _file_data(config.data, config.seed)
+    else:
+        raise ValueError(
+            f"config.data.source={config.data.source!r}: expected 'synthetic' or 'files'."
+        )
+    train_kind, eval_kind = layouts(loaded.train.kind, loaded.eval and loaded.eval.kind)
+    field = f"config.task={config.task!r}" + (
+        f" with config.loss.name={config.loss.name!r}" if "loss" in config else ""
+    )
+    convert = lambda dataset, kind: data_lib.convert(dataset, kind, field=field)
+    return dataclasses.replace(
+        loaded,
+        train=convert(loaded.train, train_kind),
+        eval=None if loaded.eval is None else convert(loaded.eval, eval_kind),
+    )
