@@ -12,6 +12,7 @@ Typical use::
 
 from rewardjax.data import synthetic
 from rewardjax.data.adapters import ADAPTERS, HELPSTEER2_ATTRIBUTES, adapt
+from rewardjax.data.conversions import convert
 from rewardjax.data.pipeline import (
     BATCH_KEYS,
     EncodedDataset,
@@ -74,6 +75,7 @@ __all__ = [
     "batches",
     "check_vocab",
     "collate",
+    "convert",
     "encode_example",
     "encode_records",
     "load_records",
