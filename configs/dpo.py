@@ -12,9 +12,11 @@ Any policy-level loss of rewardjax.losses by name (`--config.loss.name=ipo`, `ro
 with `--config.init_from=runs/sft`. ORPO: `loss.name=orpo, loss.loss_weight=0.1,
 loss.nll_weight=1`.
 
-Arg: comma-separated options; `smoke` (a few-second run) and `kto`: KTO (Ethayarajh et al.,
-arXiv:2402.01306) on unpaired completions (`data.layout=unpaired` files, or each pair split into a
-desirable and an undesirable completion), evaluated by its implicit reward on held-out pairs.
+Arg (`rewardjax.train.defaults.parse_arg`): comma-separated options and `key=value` pairs;
+`smoke` (a few-second run), `kto`: KTO (Ethayarajh et al., arXiv:2402.01306) on unpaired
+completions (`data.layout=unpaired` files, or each pair split into a desirable and an undesirable
+completion), evaluated by its implicit reward on held-out pairs, and `beta=<float>`: the loss's
+beta (default 0.1), e.g. `--config=configs/dpo.py:kto,beta=0.5`.
 """
 
 import ml_collections
@@ -23,15 +25,14 @@ from rewardjax.train import defaults
 
 
 def get_config(arg=None):
-    options = [o for o in (arg or "").split(",") if o]
-    unknown = set(options) - {"kto", "smoke"}
-    if unknown:
-        raise ValueError(f"configs/dpo.py: unknown options {sorted(unknown)}.")
+    options, values = defaults.parse_arg(
+        arg, options={"kto", "smoke"}, values={"beta": float}, config_file="configs/dpo.py"
+    )
     c = defaults.base_config("dpo")
     c.optimizer.learning_rate = 3e-4
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "dpo"
-    c.loss.beta = 0.1
+    c.loss.beta = values.get("beta", 0.1)
     c.loss.kwargs = ml_collections.ConfigDict()
     c.loss.loss_weight = 1.0
     c.loss.nll_weight = 0.0  # weight of the chosen responses' NLL (RPO, ORPO)

@@ -7,15 +7,22 @@ reward, pairs labelled by Bradley–Terry on it), trains a proxy reward model (t
 scalar head), evaluates it on held-out pairs (pair accuracy, calibration, agreement with the gold
 reward), runs best-of-n under the proxy and under the gold reward, and writes `report.md` with
 plots into the work directory.
+
+Arg (`rewardjax.train.defaults.parse_arg`): comma-separated; `smoke` (a few-second run) and
+`vocab=<int>`: the synthetic task's vocabulary (default 8; the model's vocabulary follows, one
+larger for padding), e.g. `--config=configs/quickstart.py:vocab=16`.
 """
 
 from rewardjax.train import defaults
 
 
 def get_config(arg=None):
+    options, values = defaults.parse_arg(
+        arg, options={"smoke"}, values={"vocab": int}, config_file="configs/quickstart.py"
+    )
     c = defaults.reward_model_config()
     s = c.data.synthetic
-    s.vocab_size = 8
+    s.vocab_size = values.get("vocab", 8)
     s.length = 8
     s.prompt_length = 4
     s.num_train_pairs = 8192
@@ -32,11 +39,9 @@ def get_config(arg=None):
     c.report.enabled = True
     c.report.bon_prompts = 32
     c.report.bon_samples = 64
-    if arg == "smoke":
+    if "smoke" in options:
         defaults.smoke_overrides(c)
         c.train.eval_every = 0
         c.report.bon_prompts = 4
         c.report.bon_samples = 8
-    elif arg:
-        raise ValueError(f"configs/quickstart.py: unknown arg {arg!r} (expected 'smoke').")
     return c

@@ -3,10 +3,13 @@
     python -m rewardjax.main --config=configs/reward_model.py --workdir=runs/rm
     python -m rewardjax.main --config=configs/reward_model.py:ensemble,smoke --workdir=/tmp/rm
 
-Arg: comma-separated options; `smoke` (a few-second run), a head variant (a key of `HEADS`:
-`mlp`, `ensemble`, `multi_attribute`, `ordinal`, `mixture`) and a data layout (a key of
-`LAYOUTS`: `listwise` trains on ranked lists with the Plackett–Luce loss, `rating` regresses
-ratings; on the synthetic task pairs become lists of two and responses rated by their gold reward).
+Arg (`rewardjax.train.defaults.parse_arg`): comma-separated options and `key=value` pairs;
+`smoke` (a few-second run), at most one head variant (a key of `HEADS`: `scalar`, `mlp`,
+`ensemble`, `multi_attribute`, `ordinal`, `mixture`), at most one data layout (a key of `LAYOUTS`:
+`listwise` trains on ranked lists with the Plackett–Luce loss, `rating` regresses ratings; on the
+synthetic task pairs become lists of two and responses rated by their gold reward), and
+`size=<int>`: the head's size (its `SIZES` keyword: MLP width, ensemble members, attributes, bins
+or mixture components), e.g. `--config=configs/reward_model.py:ensemble,size=8`.
 Real data: `--config.data.source=files --config.data.train_path=prefs.jsonl
 --config.data.layout=hh` (see rewardjax.data.ADAPTERS); ranked lists with `data.layout=ranked`,
 HelpSteer2 ratings with `rating,multi_attribute --config.data.layout=helpsteer2
@@ -31,20 +34,39 @@ HEADS = {
     "mixture": ("mixture", {"num_components": 4}),
 }
 
+# Head variant -> the keyword argument that `size=<int>` sets.
+SIZES = {
+    "mlp": "hidden_dim",
+    "ensemble": "num_members",
+    "multi_attribute": "num_attributes",
+    "ordinal": "num_bins",
+    "mixture": "num_components",
+}
+
 # Data layouts: name -> (loss, the rewardjax.data layout of real files).
 LAYOUTS = {"listwise": ("plackett_luce", "ranked"), "rating": ("rating_regression", "rating")}
 
 
 def get_config(arg=None):
-    options = [o for o in (arg or "").split(",") if o]
-    unknown = set(options) - set(HEADS) - set(LAYOUTS) - {"smoke"}
-    if unknown:
-        raise ValueError(f"configs/reward_model.py: unknown options {sorted(unknown)}.")
+    options, values = defaults.parse_arg(
+        arg,
+        options={*HEADS, *LAYOUTS, "smoke"},
+        values={"size": int},
+        exclusive=[HEADS, LAYOUTS],
+        config_file="configs/reward_model.py",
+    )
     c = defaults.reward_model_config()
-    head = next((o for o in options if o in HEADS), "scalar")
+    head = next(iter(options & set(HEADS)), "scalar")
     c.head.name = HEADS[head][0]
     c.head.kwargs = ml_collections.ConfigDict(HEADS[head][1])
-    for layout in (o for o in options if o in LAYOUTS):
+    if "size" in values:
+        if head not in SIZES:
+            raise ValueError(
+                f"configs/reward_model.py: size= needs a head with a size, one of {sorted(SIZES)} "
+                f"(the {head!r} head has none), e.g. ensemble,size={values['size']}."
+            )
+        c.head.kwargs[SIZES[head]] = values["size"]
+    for layout in options & set(LAYOUTS):
         c.loss.name, c.data.layout = LAYOUTS[layout]
     if "smoke" in options:
         defaults.smoke_overrides(c)
