@@ -20,6 +20,9 @@ INSTALL_REQUIRES = [
     "safetensors>=0.4",
     "pyarrow>=15",
     "jinja2>=3.1",
+    # TensorBoard event files: its protocol buffers and record writer (imports neither TensorFlow
+    # nor PyTorch).
+    "tensorboard>=2.16",
 ]
 
 EXTRAS_REQUIRE = {
@@ -36,7 +39,7 @@ EXTRAS_REQUIRE = {
         "torch==2.13.0",
         "transformers>=4.50",
         "datasets>=3.0",
-        "tensorboardX>=2.6",  # an independent reader of our TensorBoard event files
+        "tensorboardX>=2.6",  # an independent reader (CRC, protos) of the TensorBoard event files
     ],
     "tfds": ["tensorflow-datasets>=4.9.7", "array-record>=0.5"],
 }

@@ -113,6 +113,19 @@ def test_metric_writer_writes_jsonl_and_tensorboard_events(tmp_path):
         assert list(got) == list(values)
 
 
+@pytest.mark.parametrize("step", [-1, -(2**40), 2.5])
+def test_metric_writer_rejects_a_step_that_is_not_a_non_negative_integer(tmp_path, step):
+    """A negative step once sent the hand-written varint encoder into an endless loop."""
+    writer = train.MetricWriter(str(tmp_path))
+    writer.write(3, {"loss": 1.0})
+    with pytest.raises(ValueError, match=r"step=.*integer >= 0"):
+        writer.write(step, {"loss": 2.0})
+    writer.write(np.int64(4), {"loss": 0.5})
+    writer.close()
+    assert [r["step"] for r in train.read_jsonl(writer.jsonl_path)] == [3, 4]
+    assert _tensorboard_scalars(writer.tensorboard_dir, "loss") == [(3, 1.0), (4, 0.5)]
+
+
 def test_resumed_run_equals_uninterrupted_run(tmp_path, caplog):
     """On a local JSONL file: the resumed run must also continue the data order exactly."""
     data = _write_pairs(tmp_path / "pairs.jsonl")

@@ -14,6 +14,7 @@ from rewardjax.models import CausalLM, RewardModel, RewardModelConfig, get_prese
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps import (
     dpo_step,
+    kto_loss,
     kto_reference_logps,
     kto_step,
     mismatched_rows,
@@ -456,6 +457,29 @@ def test_kto_step_matches_numpy(shift_kl):
     reward = beta * (lp(params, rows) - ref)
     np.testing.assert_allclose(metrics["reward_undesirable"], reward[1], rtol=1e-5)
     _check_update_is_gradient_of(numpy_loss, params, new_state.params)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])
+def test_kto_loss_takes_desirable_as_0_1_numbers_like_bools(dtype):
+    """`~desirable` on 0/1 numbers is -1/-2: the undesirable reward mean must still be row 1's."""
+    logits_fn, params, ref_params = _lm_and_params()
+    batch = jax.jit(lambda p, b: kto_reference_logps(p, b, logits_fn=logits_fn))(
+        ref_params, _unpaired_batch(11)
+    )
+    loss = jax.jit(lambda p, b: kto_loss(p, b, logits_fn=logits_fn, beta=0.5))
+    want_loss, want = loss(params, batch)
+    as_numbers = {**batch, "desirable": batch["desirable"].astype(dtype)}
+    got_loss, got = loss(params, as_numbers)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+    for key in ("reward_desirable", "reward_undesirable"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+
+
+def test_kto_loss_rejects_desirable_values_other_than_0_1():
+    logits_fn, params, ref_params = _lm_and_params()
+    batch = kto_reference_logps(ref_params, _unpaired_batch(11), logits_fn=logits_fn)
+    with pytest.raises(ValueError, match=r"desirable.*\[-1, 0, 2\].*1/0"):
+        kto_loss(params, {**batch, "desirable": np.array([2, 0, -1, 0])}, logits_fn=logits_fn)
 
 
 def test_kto_step_without_reference_names_the_missing_field():

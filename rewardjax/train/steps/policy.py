@@ -235,7 +235,8 @@ def kto_loss(
     Args:
       params: policy parameters.
       batch: unpaired batch (`tokens`, `mask`, `completion_mask` [B, T], `desirable` [B],
-        `weight` [B]; `desirable` is bool or 0/1, 1 = desirable) with `ref_logps` and `ref_kl_logps` [B] (see `kto_reference_logps`).
+        `weight` [B]; `desirable` is bool or 0/1, 1 = desirable) with `ref_logps` and
+        `ref_kl_logps` [B] (see `kto_reference_logps`).
       logits_fn: `(params, tokens, mask) -> logits [B, T, V]`.
       beta, desirable_weight, undesirable_weight: the loss's hyper-parameters.
 
