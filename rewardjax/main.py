@@ -275,13 +275,17 @@ def main(argv: list[str]) -> None:
 def _main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    try:  # ml_collections reports a config file it could not load at the first field read
+        config.keys()
+    except OSError as e:
+        raise app.UsageError(f"--config: cannot load the config file ({_one_line(e)})") from None
     distributed = _distributed_args()
     if _CPU_DEVICES.value is not None:  # before anything touches the devices
         jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)
     if distributed is not None:
         parallel.initialize_distributed(**distributed)
     logging.get_absl_handler().addFilter(_QuietLibraries())
-    config = _CONFIG.value
     logging.info("Config:\n%s", config)
     try:
         summary = train.run(config, _WORKDIR.value)

@@ -113,6 +113,7 @@ def test_error_line_keeps_tracebacks_of_bugs_and_types_library_errors(main_lib, 
 def test_traceback_flag_reraises(main_lib):
     # --local_device_ids without a multi-host run: a usage error, raised before anything runs.
     with flagsaver.flagsaver(local_device_ids=["0"]):
+        flags.FLAGS["config"].parse(f"{REPO / 'configs' / 'reward_model.py'}:smoke")
         with pytest.raises(SystemExit, match=r"^error: --local_device_ids only applies"):
             main_lib.main(["main"])
         with flagsaver.flagsaver(traceback=True):
@@ -120,3 +121,14 @@ def test_traceback_flag_reraises(main_lib):
                 main_lib.main(["main"])
     assert main_lib._wants_traceback(["main", "--traceback", "--config.x=1"])
     assert not main_lib._wants_traceback(["main", "--traceback", "--notraceback"])
+
+
+def test_a_config_file_that_does_not_exist_is_named(main_lib, tmp_path):
+    missing = str(tmp_path / "no_such_config.py")
+    with flagsaver.flagsaver():
+        flags.FLAGS["config"].parse(missing)  # ml_collections defers the error to the first read
+        with pytest.raises(SystemExit) as info:
+            main_lib.main(["main"])
+    line = str(info.value.code)
+    assert line.startswith("error: --config: cannot load the config file") and missing in line
+    assert "--traceback" not in line
