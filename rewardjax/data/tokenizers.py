@@ -99,7 +99,13 @@ def encode_example(
     return tokenizer.encode(head), tokenizer.encode(full[len(head) :])
 
 
-def check_vocab(tokenizer_vocab_size: int, model_vocab_size: int, *, tokenizer: str) -> None:
+def check_vocab(
+    tokenizer_vocab_size: int,
+    model_vocab_size: int,
+    *,
+    tokenizer: str,
+    field: str = "config.data.tokenizer",
+) -> None:
     """Checks that every id the tokenizer emits has a row in the model's embedding table.
 
     Ids are `0 <= id < tokenizer_vocab_size`; the embedding has `model_vocab_size` rows, so the
@@ -111,10 +117,12 @@ def check_vocab(tokenizer_vocab_size: int, model_vocab_size: int, *, tokenizer: 
       tokenizer_vocab_size: `Tokenizer.vocab_size` (256 for "byte"; a `tokenizer.json`'s size with
         its added tokens).
       model_vocab_size: the backbone's `vocab_size` (its embedding rows).
-      tokenizer: `config.data.tokenizer` as given ("byte" or a path), for the message.
+      tokenizer: the value of `field` as the user gave it ("byte" or a path), for the message.
+      field: the config field that chose the ids; e.g. "config.data.synthetic.vocab_size" (with
+        `tokenizer=str(vocab_size)`) for the synthetic task, whose ids are its tokens + 1.
 
     Raises:
-      ValueError: naming `config.data.tokenizer`, both sizes and the fix, when the tokenizer has
+      ValueError: naming the field and its value, both sizes and the fix, when the tokenizer has
         more ids than the model has rows, or when a size is not a positive integer.
     """
     for name, size in (
@@ -125,7 +133,7 @@ def check_vocab(tokenizer_vocab_size: int, model_vocab_size: int, *, tokenizer: 
             raise ValueError(f"check_vocab: {name}={size!r} must be a positive int")
     if tokenizer_vocab_size > model_vocab_size:
         raise ValueError(
-            f"config.data.tokenizer={tokenizer!r} has {tokenizer_vocab_size} ids, but the model's "
+            f"{field}={tokenizer} gives {tokenizer_vocab_size} token ids, but the model's "
             f"embedding has {model_vocab_size} rows (config.model.vocab_size, or its preset's): "
             f"ids {model_vocab_size}..{tokenizer_vocab_size - 1} would read outside it and turn "
             f"the loss into NaN. Fix: set --config.model.vocab_size={tokenizer_vocab_size} (or "

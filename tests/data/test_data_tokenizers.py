@@ -125,9 +125,12 @@ def test_check_vocab_names_the_tokenizer_both_sizes_and_the_fix():
     with pytest.raises(ValueError) as info:
         data.check_vocab(256, 9, tokenizer="byte")
     message = str(info.value)
-    assert "config.data.tokenizer='byte'" in message
-    assert "256 ids" in message and "9 rows" in message
+    assert message.startswith("config.data.tokenizer=byte gives 256 token ids")
+    assert "256 token ids" in message and "9 rows" in message
     assert "--config.model.vocab_size=256" in message and "the tokenizer the model" in message
+    # The synthetic task's ids (its tokens + 1 for padding) name their own field.
+    with pytest.raises(ValueError, match=r"^config\.data\.synthetic\.vocab_size=8 gives 9 token"):
+        data.check_vocab(9, 5, tokenizer="8", field="config.data.synthetic.vocab_size")
     for bad in ((0, 9), (9, 0), (9.0, 9), (True, 9)):
         with pytest.raises(ValueError, match="positive int"):
             data.check_vocab(*bad, tokenizer="byte")
@@ -145,7 +148,7 @@ def test_check_vocab_on_real_tokenizers_and_presets(tokenizer_dir):
         json.loads((tokenizer_dir / "tokenizer.json").read_text())["model"]["vocab"].values()
     )
     assert hf.vocab_size > largest_id >= tiny
-    with pytest.raises(ValueError, match=rf"{hf.vocab_size} ids, .* {tiny} rows"):
+    with pytest.raises(ValueError, match=rf"{hf.vocab_size} token ids, .* {tiny} rows"):
         data.check_vocab(hf.vocab_size, tiny, tokenizer=str(tokenizer_dir))
     data.check_vocab(hf.vocab_size, hf.vocab_size, tokenizer=str(tokenizer_dir))
 
