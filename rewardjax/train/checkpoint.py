@@ -21,12 +21,13 @@ __all__ = ["Checkpointer"]
 
 
 def _state_tree(state: TrainState) -> dict[str, Any]:
-    return {
+    tree = {
         "step": state.step,
         "params": state.params,
         "opt_state": state.opt_state,
         "rng": state.rng,
     }
+    return {**tree, "extra": state.extra} if state.extra else tree
 
 
 class Checkpointer:

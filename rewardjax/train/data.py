@@ -19,11 +19,17 @@ __all__ = ["Data", "load_data", "tokenizer_from_config"]
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-    """Encoded train and eval sets and, on the synthetic task, its world."""
+    """Encoded train and eval sets, and the synthetic task's world or the files' tokenizer."""
 
     train: data_lib.EncodedDataset
     eval: data_lib.EncodedDataset | None
     task: synthetic.MarkovTask | None = None
+    tokenizer: data_lib.Tokenizer | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        """How many token ids the data may hold (the model needs as many embedding rows)."""
+        return self.task.model_vocab_size if self.task else self.tokenizer.vocab_size
 
 
 def _synthetic_data(c: ml_collections.ConfigDict) -> Data:
@@ -86,7 +92,7 @@ def _file_data(c: ml_collections.ConfigDict, seed: int) -> Data:
         overlength=c.overlength,
         max_prompt_length=c.max_prompt_length,
     )
-    return Data(encode(train), encode(held_out) if held_out else None)
+    return Data(encode(train), encode(held_out) if held_out else None, tokenizer=tokenizer)
 
 
 def load_data(

@@ -84,6 +84,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     rules = parallel.logical_rules(config.sharding_rules.to_dict())
     backbone = tasks.backbone_config(config)
     loaded = load_data(config, lambda kind, eval_kind: task.layouts(config, kind, eval_kind))
+    source = config.data.tokenizer if loaded.tokenizer else "the synthetic task's ids"
+    data_lib.check_vocab(loaded.vocab_size, backbone.vocab_size, tokenizer=source)
     init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
     ctx = tasks.Context(config, workdir, loaded, mesh, rules, backbone, init_key)
     built = task.build(ctx)
@@ -96,9 +98,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         opt_state=opt_state,
         rng=jax.device_put(state_key, replicated),
         tx=tx,
+        extra=jax.device_put(built.extra, replicated),
     )
     state_sh = TrainState(
-        step=replicated, params=built.shardings, opt_state=opt_sh, rng=replicated, tx=tx
+        step=replicated,
+        params=built.shardings,
+        opt_state=opt_sh,
+        rng=replicated,
+        tx=tx,
+        extra=jax.tree.map(lambda _: replicated, built.extra),
     )
     t = config.train
     batches = data_lib.batches(built.train, global_batch_size=t.batch_size, seed=config.seed)

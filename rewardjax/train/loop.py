@@ -33,14 +33,17 @@ from rewardjax.train.state import TrainState
 
 __all__ = ["NonFiniteLossError", "Preempted", "fit"]
 
-# Metrics whose non-finite value stops the run.
-_CHECKED = ("loss", "grad_norm")
+# Metrics whose non-finite value stops the run. The loss and gradient are computed before the
+# step's update, the parameter norm after it: a finite gradient times a huge learning rate can
+# still ruin the parameters, and no checkpoint of ruined parameters may be kept.
+_CHECKED = ("loss", "grad_norm", "param_norm")
 
 StepFn = Callable[[TrainState, Mapping[str, Any], jax.Array], tuple[TrainState, dict]]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss or the gradient norm became NaN or infinite; the last good checkpoint is kept."""
+    """The loss, gradient norm or parameter norm became NaN or infinite; the last checkpoint
+    with finite parameters is kept."""
 
 
 class Preempted(Exception):
@@ -136,8 +139,8 @@ def fit(
       The final state.
 
     Raises:
-      NonFiniteLossError: the loss or gradient norm became NaN/inf (nothing is saved after the
-        last step whose loss and gradient were finite).
+      NonFiniteLossError: the loss, gradient norm or parameter norm became NaN/inf (nothing is
+        saved after the last step whose loss, gradient and updated parameters were finite).
       Preempted: SIGTERM arrived; a checkpoint of the current step was saved.
     """
     checkpointer = Checkpointer(f"{workdir}/checkpoints", max_to_keep=max_to_keep)

@@ -31,6 +31,8 @@ class TrainState(struct.PyTreeNode):
       opt_state: optimiser state for `tx`.
       rng: uint32 [2] PRNG key; steps fold the step number in, so the key itself never changes.
       tx: the optax transformation (static, not a leaf).
+      extra: a task's own state that evolves with training and is checkpointed with it (e.g.
+        the RL trainer's adaptive KL coefficient and Lagrange multipliers); `{}` when none.
     """
 
     step: jax.Array
@@ -38,6 +40,7 @@ class TrainState(struct.PyTreeNode):
     opt_state: Any
     rng: jax.Array
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    extra: Any = struct.field(default_factory=dict)
 
     @classmethod
     def create(cls, *, params: Any, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:

@@ -108,6 +108,7 @@ class Task:
       finish: called on process 0 with the final state (host copies of the parameters) once the
         last step is reached; returns extra summary entries (e.g. the report's path). A task
         with `finish` evaluates there: the loop's final evaluation is skipped.
+      extra: the initial `TrainState.extra` (replicated; e.g. controller states).
     """
 
     model: Any
@@ -118,6 +119,7 @@ class Task:
     batch_fn: Callable[[Batch], Batch] | None = None
     eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None
     finish: Callable[[TrainState], dict[str, Any]] | None = None
+    extra: Any = dataclasses.field(default_factory=dict)
 
 
 def mean_metrics(
