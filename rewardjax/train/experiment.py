@@ -84,8 +84,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     rules = parallel.logical_rules(config.sharding_rules.to_dict())
     backbone = tasks.backbone_config(config)
     loaded = load_data(config, lambda kind, eval_kind: task.layouts(config, kind, eval_kind))
-    source = config.data.tokenizer if loaded.tokenizer else "the synthetic task's ids"
-    data_lib.check_vocab(loaded.vocab_size, backbone.vocab_size, tokenizer=source)
+    if loaded.tokenizer is not None:
+        data_lib.check_vocab(
+            loaded.vocab_size, backbone.vocab_size, tokenizer=config.data.tokenizer
+        )
+    else:
+        vocab = config.data.synthetic.vocab_size
+        field = "config.data.synthetic.vocab_size"
+        data_lib.check_vocab(
+            loaded.vocab_size, backbone.vocab_size, tokenizer=str(vocab), field=field
+        )
     init_key, state_key = jax.random.split(jax.random.PRNGKey(config.seed))
     ctx = tasks.Context(config, workdir, loaded, mesh, rules, backbone, init_key)
     built = task.build(ctx)
