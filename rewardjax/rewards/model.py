@@ -18,6 +18,7 @@ Coste et al. 2023, "Reward Model Ensembles Help Mitigate Overoptimization", arXi
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -52,6 +53,75 @@ def _model_vocab_size(model: Any) -> int | None:
     if backbone is None:
         backbone = getattr(model, "config", None)
     return getattr(backbone, "vocab_size", None)
+
+
+class _ByIdentity:
+    """A static jit argument for a model that is not hashable (compared by identity)."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def __hash__(self) -> int:
+        return id(self.model)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByIdentity) and other.model is self.model
+
+
+def _static(model: Any) -> Any:
+    try:
+        hash(model)
+    except TypeError:
+        return _ByIdentity(model)
+    return model
+
+
+def _apply_model(key: Any, params: Any, tokens, mask, completion_mask):
+    """Raw model rewards ([B] or [E, B], float32), the head's per-row aux, the invalid flag."""
+    model = key.model if isinstance(key, _ByIdentity) else key
+    out = model.apply(params, tokens, mask, completion_mask)
+    reward = jnp.asarray(out.reward, jnp.float32)
+    b = tokens.shape[0]
+    head_aux = {}
+    if reward.ndim == 1:
+        head_aux = {f"head/{k}": v for k, v in out.aux.items() if v.shape[:1] == (b,)}
+    vocab_size = _model_vocab_size(model)
+    if vocab_size is None:
+        invalid = jnp.zeros((b,), bool)
+    else:
+        invalid = ((mask > 0) & ((tokens < 0) | (tokens >= vocab_size))).any(1)
+    return reward, head_aux, invalid
+
+
+# Module-level, keyed by the (static) model: every ModelReward of one model shares compilations.
+_score_rows = jax.jit(_apply_model, static_argnums=0)
+_score_joined = jax.jit(
+    lambda key, params, *arrays: _apply_model(key, params, *join_rows(*arrays)), static_argnums=0
+)
+
+
+@functools.partial(jax.jit, static_argnames="ensemble")
+def _reduce(reward, coef, invalid, invalid_reward, *, ensemble: str):
+    """[B] or [E, B] model rewards -> [B] rewards and the ensemble diagnostics."""
+    if reward.ndim == 1:
+        if ensemble != "mean":
+            raise ValueError(
+                f"ModelReward: ensemble={ensemble!r} needs an ensemble (rewards [E, B]) "
+                f"but the model returns one reward per row (shape {reward.shape}); use "
+                "ensemble='mean', or a RewardEnsemble / an 'ensemble' head"
+            )
+        out, aux = reward, {}
+    elif reward.ndim == 2:
+        mean, std = jnp.mean(reward, axis=0), jnp.std(reward, axis=0)
+        if ensemble == "uncertainty":
+            out = mean - coef * std
+        else:
+            method = {"mean": "mean", "worst_case": "min", "uwo": "uwo"}[ensemble]
+            out = transforms.ensemble(reward, method=method, coef=coef)
+        aux = {"ensemble_mean": mean, "ensemble_std": std, "members": reward.T}
+    else:
+        raise ValueError(f"ModelReward: rewards must be [B] or [E, B], got {reward.shape}")
+    return jnp.where(invalid, invalid_reward, out), aux
 
 
 class ModelReward:
@@ -110,44 +180,7 @@ class ModelReward:
         self.retokenize = tokenizer is not None and (
             policy_tokenizer is None or not _same_tokenizer(tokenizer, policy_tokenizer)
         )
-        self._vocab_size = _model_vocab_size(model)
-        self._score_rows = jax.jit(self._score)
-        self._score_inputs = jax.jit(lambda p, *arrays: self._score(p, *join_rows(*arrays)))
-
-    def _reduce(self, reward: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """[B] or [E, B] model rewards -> [B] rewards and the ensemble diagnostics."""
-        if reward.ndim == 1:
-            if self.ensemble != "mean":
-                raise ValueError(
-                    f"ModelReward: ensemble={self.ensemble!r} needs an ensemble (rewards [E, B]) "
-                    f"but the model returns one reward per row (shape {reward.shape}); use "
-                    "ensemble='mean', or a RewardEnsemble / an 'ensemble' head"
-                )
-            return reward, {}
-        if reward.ndim != 2:
-            raise ValueError(f"ModelReward: rewards must be [B] or [E, B], got {reward.shape}")
-        mean, std = jnp.mean(reward, axis=0), jnp.std(reward, axis=0)
-        c = self.uncertainty_coef
-        if self.ensemble == "uncertainty":
-            out = mean - c * std
-        else:
-            method = {"mean": "mean", "worst_case": "min", "uwo": "uwo"}[self.ensemble]
-            out = transforms.ensemble(reward, method=method, coef=c)
-        return out, {"ensemble_mean": mean, "ensemble_std": std, "members": reward.T}
-
-    def _score(self, params, tokens, mask, completion_mask):
-        out = self.model.apply(params, tokens, mask, completion_mask)
-        reward = jnp.asarray(out.reward, jnp.float32)
-        rewards, aux = self._reduce(reward)
-        if reward.ndim == 1:
-            b = reward.shape[0]
-            aux.update({f"head/{k}": v for k, v in out.aux.items() if v.shape[:1] == (b,)})
-        if self._vocab_size is None:
-            invalid = jnp.zeros(rewards.shape, bool)
-        else:
-            invalid = ((mask > 0) & ((tokens < 0) | (tokens >= self._vocab_size))).any(1)
-        aux["invalid"] = invalid.astype(jnp.float32)
-        return jnp.where(invalid, jnp.float32(self.invalid_reward), rewards), aux
+        self._key = _static(model)
 
     def _retokenized_rows(self, inputs: RewardInputs) -> tuple[np.ndarray, ...]:
         if inputs.prompt_text is None or inputs.completion_text is None:
@@ -188,7 +221,9 @@ class ModelReward:
         b, _ = check_inputs(inputs)
         if self.retokenize:
             tokens, mask, completion_mask, truncated = self._retokenized_rows(inputs)
-            rewards, aux = self._score_rows(self.params, tokens, mask, completion_mask)
+            raw, head_aux, invalid = _score_rows(
+                self._key, self.params, tokens, mask, completion_mask
+            )
         else:
             arrays = (
                 inputs.prompt_tokens,
@@ -196,6 +231,16 @@ class ModelReward:
                 inputs.completion_tokens,
                 inputs.completion_mask,
             )
-            rewards, aux = self._score_inputs(self.params, *(jnp.asarray(a) for a in arrays))
+            raw, head_aux, invalid = _score_joined(
+                self._key, self.params, *(jnp.asarray(a) for a in arrays)
+            )
             truncated = np.zeros(b, np.float32)
-        return RewardOutput(rewards, None, {**aux, "truncated": jnp.asarray(truncated)})
+        rewards, aux = _reduce(
+            raw,
+            jnp.float32(self.uncertainty_coef),
+            invalid,
+            jnp.float32(self.invalid_reward),
+            ensemble=self.ensemble,
+        )
+        aux.update(head_aux, invalid=invalid.astype(jnp.float32), truncated=jnp.asarray(truncated))
+        return RewardOutput(rewards, None, aux)
