@@ -135,3 +135,15 @@ def test_gold_and_rule_combined():
     np.testing.assert_allclose(out.rewards, expected, rtol=1e-5)
     np.testing.assert_array_equal(out.aux["invalid"], [0, 0, 1])
     np.testing.assert_array_equal(out.aux["gold/invalid"], [0, 0, 1])
+
+
+def test_calibrate_and_center_against_numpy():
+    cal = rewards.CombinedReward(_components(), transform="calibrate")(INPUTS, REFERENCE)
+    expected = np.zeros(P * N)
+    for k in range(2):
+        for i in range(P * N):
+            ref = R_REF[k, (i // N) * M : (i // N + 1) * M]
+            expected[i] += W[k] * (np.mean(ref < R[k, i]) + 0.5 * np.mean(ref == R[k, i]))
+    np.testing.assert_allclose(cal.rewards, expected, rtol=1e-6, atol=1e-6)
+    centered = rewards.CombinedReward(_components(), transform="center")(INPUTS)
+    np.testing.assert_allclose(centered.rewards, W @ (R - R.mean(1, keepdims=True)), atol=1e-6)
