@@ -142,13 +142,18 @@ def _broadcast(per_row: Array, mask: Array) -> Array:
     return jnp.where(mask, per_row[:, None], 0.0)
 
 
+def _centre(grouped: Array) -> Array:
+    """x − mean(x) over the last axis, computed around the first element so that identical values
+    give exactly 0 (a naive float32 mean of seven 0.1s, or of 1e7 + 1, is off by an ulp or more,
+    which the std division would blow up)."""
+    shifted = grouped - grouped[..., :1]
+    return shifted - jnp.mean(shifted, axis=-1, keepdims=True)
+
+
 def _group_std(grouped: Array, ddof: int) -> Array:
-    """Standard deviation over the last axis with `ddof`, computed around the first element so
-    that identical values give exactly 0."""
-    centred = grouped - grouped[..., :1]
+    """Standard deviation over the last axis with `ddof`; exactly 0 for identical values."""
     n = grouped.shape[-1]
-    mean = jnp.mean(centred, axis=-1, keepdims=True)
-    var = jnp.sum(jnp.square(centred - mean), axis=-1, keepdims=True) / (n - ddof)
+    var = jnp.sum(jnp.square(_centre(grouped)), axis=-1, keepdims=True) / (n - ddof)
     return jnp.sqrt(var)
 
 
@@ -283,7 +288,7 @@ def grpo(
         raise ValueError(f"grpo: ddof={ddof} needs group_size > ddof; got {group_size}.")
     s = sequence_rewards(r, m)
     grouped = s.reshape(prompts, group_size)
-    centred = grouped - jnp.mean(grouped, axis=-1, keepdims=True)
+    centred = _centre(grouped)
     if scale == "group":
         centred = centred / (_group_std(grouped, ddof) + eps)
     elif scale == "batch":
@@ -323,9 +328,9 @@ def rloo(
     m = _mask(mask, r.shape)
     prompts = _check_groups(r.shape[0], group_size, min_size=2)
     s = sequence_rewards(r, m)
-    grouped = s.reshape(prompts, group_size)
-    others = (jnp.sum(grouped, axis=-1, keepdims=True) - grouped) / (group_size - 1)
-    return Advantages(_broadcast((grouped - others).reshape(-1), m), _broadcast(s, m))
+    # s_i − mean of the others = N/(N−1)·(s_i − mean): the same number, without the cancellation.
+    loo = _centre(s.reshape(prompts, group_size)) * (group_size / (group_size - 1))
+    return Advantages(_broadcast(loo.reshape(-1), m), _broadcast(s, m))
 
 
 def reinforce_pp(
@@ -405,8 +410,7 @@ def reinforce_pp_baseline(
     m = _mask(mask, r.shape)
     prompts = _check_groups(r.shape[0], group_size, min_size=2)
     s = sequence_rewards(r, m)
-    grouped = s.reshape(prompts, group_size)
-    centred = (grouped - jnp.mean(grouped, axis=-1, keepdims=True)).reshape(-1)
+    centred = _centre(s.reshape(prompts, group_size)).reshape(-1)
     return Advantages(_whiten_tokens(_broadcast(centred, m), m, whiten_eps), _broadcast(s, m))
 
 
@@ -509,9 +513,7 @@ def gdpo(
         raise ValueError(f"gdpo weights has shape {w.shape}; expected ({k},), one per reward.")
     s = sequence_rewards(r, m)  # [K, B]
     grouped = s.reshape(k, prompts, group_size)
-    normed = (grouped - jnp.mean(grouped, axis=-1, keepdims=True)) / (
-        _group_std(grouped, ddof) + eps
-    )
+    normed = _centre(grouped) / (_group_std(grouped, ddof) + eps)
     combined = jnp.einsum("k,kb->b", w, normed.reshape(k, batch))
     whitened = transforms.whiten(combined, eps=whiten_eps)
     return Advantages(_broadcast(whitened, m), _broadcast(jnp.einsum("k,kb->b", w, s), m))

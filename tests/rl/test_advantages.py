@@ -357,12 +357,20 @@ def test_grpo_scale_modes(scale, ddof):
         np.testing.assert_allclose(got.advantages, _spread(centred, mask), atol=2e-5)
 
 
-def test_grpo_constant_group_gives_zero_not_nan():
-    mask = np.ones((B, T), bool)
-    rewards = np.zeros((B, T), np.float32)
-    rewards[:, -1] = np.repeat([1.0, 0.0, 0.7], N)
-    for scale in ("group", "batch", "none"):
-        got = _jit("grpo")(rewards, mask, group_size=N, scale=scale, ddof=1)
+@pytest.mark.parametrize("name", ["grpo", "rloo", "reinforce_pp_baseline", "gdpo"])
+def test_constant_groups_give_exactly_zero(name):
+    """Equal rewards in a group give advantage 0, also for values whose float32 mean is inexact
+    (seven 0.1s; 1e7 + 1, where a naive sum rounds) and would be divided by a std of ~0."""
+    group = 3
+    scores = np.repeat(np.array([0.1, 1e7 + 1, -7.3, 0.0], np.float32), group)
+    rewards = np.zeros((len(scores), 3), np.float32)
+    rewards[:, -1] = scores
+    if name == "gdpo":
+        rewards = np.stack([rewards, rewards * 3])
+    mask = np.ones((len(scores), 3), bool)
+    for scale in ("group", "batch", "none") if name == "grpo" else ("group",):
+        hp = {"scale": scale} if name == "grpo" else {}
+        got = _jit(name)(rewards, mask, group_size=group, **hp)
         np.testing.assert_array_equal(got.advantages, 0.0)
 
 
