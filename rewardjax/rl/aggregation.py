@@ -52,7 +52,8 @@ def aggregate(
       mask: completion mask [B, T] (bool or int; non-zero = real token).
       mode: one of `MODES` (static under jit).
       max_length: the constant length normaliser of `seq_mean_token_sum_norm` (e.g. the
-        generation budget max_new_tokens); required by that mode, ignored by the others.
+        generation budget max_new_tokens; static under jit); required by that mode, ignored by
+        the others.
       weights: optional non-negative row weights [B]; weight 0 marks a padding row.
 
     Returns:
