@@ -13,9 +13,17 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
-__all__ = ["as_float", "check_hparam", "log1mexp", "smoothed_logistic", "weighted_mean"]
+__all__ = [
+    "as_float",
+    "check_hparam",
+    "log1mexp",
+    "masked_inputs",
+    "masked_loss",
+    "smoothed_logistic",
+    "weighted_mean",
+]
 
 
 def as_float(x: ArrayLike) -> Array:
@@ -53,6 +61,31 @@ def weighted_mean(
     nonzero = total != 0
     # The unused branch divides by 1, so neither value nor gradient is ever NaN.
     return jnp.where(nonzero, jnp.sum(w * x) / jnp.where(nonzero, total, 1.0), 0.0)
+
+
+def masked_inputs(
+    where: Bool[ArrayLike, "*B"] | None, *xs: Float[ArrayLike, "*#B"], fill: float = 0.0
+) -> list[Array]:
+    """The inputs of a per-example loss, at least float32, with masked-out entries set to `fill`.
+
+    x'_i = x_i where where_i, else fill   (broadcast to where's shape)
+
+    Padding may hold anything (-inf log-probs, zero lengths, NaN); replacing it by a harmless
+    constant before the loss keeps the loss and its gradient finite there, so `masked_loss` can
+    zero them exactly. `where=None` only promotes the inputs.
+    """
+    if where is None:
+        return [as_float(x) for x in xs]
+    keep = jnp.asarray(where, bool)
+    return [jnp.where(keep, as_float(x), fill) for x in xs]
+
+
+def masked_loss(
+    loss: Float[Array, "*B"], where: Bool[ArrayLike, "*B"] | None
+) -> Float[Array, "*B"]:
+    """`loss` with the masked-out examples set to 0 (the `where=` convention of the losses: a
+    masked example contributes 0 loss and 0 gradient, so masking equals slicing it away)."""
+    return loss if where is None else jnp.where(jnp.asarray(where, bool), loss, 0.0)
 
 
 def log1mexp(x: Float[ArrayLike, "*B"]) -> Float[Array, "*B"]:

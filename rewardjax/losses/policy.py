@@ -5,7 +5,8 @@ reference_rejected_logps), each of shape [*B], and return a per-example loss of 
 the log-ratios
   a = π_c - ref_c,  b = π_r - ref_r,  Δ = a - b,
 the forms below are the pairwise ones TRL's DPOTrainer ships under the loss type of the same name.
-Length normalisation, if wanted, is the caller's, on the inputs.
+Length normalisation, if wanted, is the caller's, on the inputs. Each takes `where=` [*B]: masked
+examples get loss 0 and no gradient (masking equals slicing; padding may hold any value).
 
 Papers:
 - Rafailov et al., "Direct Preference Optimization: Your Language Model is Secretly a Reward Model",
@@ -30,12 +31,19 @@ Papers:
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
-from rewardjax.numerics import as_float, check_hparam, smoothed_logistic
+from rewardjax.numerics import (
+    as_float,
+    check_hparam,
+    masked_inputs,
+    masked_loss,
+    smoothed_logistic,
+)
 
 LogProbs = Float[ArrayLike, "*B"]
 Loss = Float[Array, "*B"]
+Where = Bool[ArrayLike, "*B"] | None
 
 
 def _log_ratios(
@@ -43,11 +51,17 @@ def _log_ratios(
     policy_rejected_logps: LogProbs,
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
+    where: Where,
 ) -> tuple[Array, Array]:
-    """Returns (a, b) = (π_c - ref_c, π_r - ref_r), at least float32."""
-    a = as_float(policy_chosen_logps) - as_float(reference_chosen_logps)
-    b = as_float(policy_rejected_logps) - as_float(reference_rejected_logps)
-    return a, b
+    """Returns (a, b) = (π_c - ref_c, π_r - ref_r), at least float32, 0 where masked out."""
+    pc, pr, rc, rr = masked_inputs(
+        where,
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+    )
+    return pc - rc, pr - rr
 
 
 def _check_beta(beta: float) -> None:
@@ -62,6 +76,7 @@ def dpo(
     *,
     beta: float = 0.1,
     label_smoothing: float = 0.0,
+    where: Where = None,
 ) -> Loss:
     """Direct Preference Optimization (conservative DPO when label_smoothing > 0).
 
@@ -76,6 +91,8 @@ def dpo(
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0, the inverse strength of the KL regularisation.
       label_smoothing: e in [0, 1/2], the assumed probability that a label is flipped.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -87,9 +104,13 @@ def dpo(
     _check_beta(beta)
     check_hparam("label_smoothing", label_smoothing, lambda v: 0.0 <= v <= 0.5, "in [0, 0.5]")
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
-    return smoothed_logistic(beta * (a - b), label_smoothing)
+    return masked_loss(smoothed_logistic(beta * (a - b), label_smoothing), where)
 
 
 def robust_dpo(
@@ -100,6 +121,7 @@ def robust_dpo(
     *,
     beta: float = 0.1,
     label_smoothing: float = 0.1,
+    where: Where = None,
 ) -> Loss:
     """Robust DPO: an unbiased estimate of the clean DPO loss under label flips with probability e.
 
@@ -114,6 +136,8 @@ def robust_dpo(
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0.
       label_smoothing: e in [0, 1/2), the known label-flip rate.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32 (it can be negative).
@@ -125,11 +149,17 @@ def robust_dpo(
     _check_beta(beta)
     check_hparam("label_smoothing", label_smoothing, lambda v: 0.0 <= v < 0.5, "in [0, 0.5)")
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
     z = beta * (a - b)
     e = label_smoothing
-    return (-(1.0 - e) * jax.nn.log_sigmoid(z) + e * jax.nn.log_sigmoid(-z)) / (1.0 - 2.0 * e)
+    return masked_loss(
+        (-(1.0 - e) * jax.nn.log_sigmoid(z) + e * jax.nn.log_sigmoid(-z)) / (1.0 - 2.0 * e), where
+    )
 
 
 def ipo(
@@ -139,6 +169,7 @@ def ipo(
     reference_rejected_logps: LogProbs,
     *,
     beta: float = 0.1,
+    where: Where = None,
 ) -> Loss:
     """Identity Preference Optimisation: regress the log-ratio margin onto 1/(2β).
 
@@ -151,6 +182,8 @@ def ipo(
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0 (τ in the paper). TRL length-normalises the log-probs for IPO; do that on the
         inputs if wanted.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -161,9 +194,13 @@ def ipo(
     """
     _check_beta(beta)
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
-    return jnp.square(a - b - 1.0 / (2.0 * beta))
+    return masked_loss(jnp.square(a - b - 1.0 / (2.0 * beta)), where)
 
 
 def slic_hinge(
@@ -173,6 +210,7 @@ def slic_hinge(
     reference_rejected_logps: LogProbs,
     *,
     beta: float = 0.1,
+    where: Where = None,
 ) -> Loss:
     """SLiC hinge loss on the log-ratio margin (TRL's loss_type="hinge").
 
@@ -184,6 +222,8 @@ def slic_hinge(
       reference_chosen_logps: summed log-probs of the chosen completions under the reference, [*B].
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -193,9 +233,13 @@ def slic_hinge(
     """
     _check_beta(beta)
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
-    return jax.nn.relu(1.0 - beta * (a - b))
+    return masked_loss(jax.nn.relu(1.0 - beta * (a - b)), where)
 
 
 def nca(
@@ -205,6 +249,7 @@ def nca(
     reference_rejected_logps: LogProbs,
     *,
     beta: float = 0.1,
+    where: Where = None,
 ) -> Loss:
     """Noise Contrastive Alignment, pairwise form (TRL's loss_type="nca_pair").
 
@@ -218,6 +263,8 @@ def nca(
       reference_chosen_logps: summed log-probs of the chosen completions under the reference, [*B].
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -228,10 +275,16 @@ def nca(
     """
     _check_beta(beta)
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
     log_sig = jax.nn.log_sigmoid
-    return -log_sig(beta * a) - 0.5 * log_sig(-beta * a) - 0.5 * log_sig(-beta * b)
+    return masked_loss(
+        -log_sig(beta * a) - 0.5 * log_sig(-beta * a) - 0.5 * log_sig(-beta * b), where
+    )
 
 
 def bco(
@@ -242,6 +295,7 @@ def bco(
     *,
     beta: float = 0.1,
     delta: float | Float[ArrayLike, ""] = 0.0,
+    where: Where = None,
 ) -> Loss:
     """Binary Classifier Optimisation, pairwise form (TRL's loss_type="bco_pair").
 
@@ -256,6 +310,8 @@ def bco(
       delta: δ, the reward shift: TRL keeps a running mean of the batch-mean implicit reward
         mean(β·a, β·b) across steps; keep it in the train state and pass it here. No gradient flows
         into δ.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -266,10 +322,16 @@ def bco(
     """
     _check_beta(beta)
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
     d = jax.lax.stop_gradient(as_float(delta))
-    return -jax.nn.log_sigmoid(beta * a - d) - jax.nn.log_sigmoid(-(beta * b - d))
+    return masked_loss(
+        -jax.nn.log_sigmoid(beta * a - d) - jax.nn.log_sigmoid(-(beta * b - d)), where
+    )
 
 
 def sppo_hard(
@@ -279,6 +341,7 @@ def sppo_hard(
     reference_rejected_logps: LogProbs,
     *,
     beta: float = 0.1,
+    where: Where = None,
 ) -> Loss:
     """Self-Play Preference Optimisation with hard win probabilities (1 for chosen, 0 for rejected).
 
@@ -290,6 +353,8 @@ def sppo_hard(
       reference_chosen_logps: summed log-probs of the chosen completions under the reference, [*B].
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0 (1/η in the paper).
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -300,10 +365,14 @@ def sppo_hard(
     """
     _check_beta(beta)
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
     half = 0.5 / beta
-    return jnp.square(a - half) + jnp.square(b + half)
+    return masked_loss(jnp.square(a - half) + jnp.square(b + half), where)
 
 
 def apo_zero(
@@ -313,6 +382,7 @@ def apo_zero(
     reference_rejected_logps: LogProbs,
     *,
     beta: float = 0.1,
+    where: Where = None,
 ) -> Loss:
     """Anchored Preference Optimisation, zero variant: raise chosen, lower rejected likelihood.
 
@@ -326,6 +396,8 @@ def apo_zero(
       reference_chosen_logps: summed log-probs of the chosen completions under the reference, [*B].
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32, in [0, 2].
@@ -336,9 +408,13 @@ def apo_zero(
     """
     _check_beta(beta)
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
-    return jax.nn.sigmoid(-beta * a) + jax.nn.sigmoid(beta * b)
+    return masked_loss(jax.nn.sigmoid(-beta * a) + jax.nn.sigmoid(beta * b), where)
 
 
 def apo_down(
@@ -348,6 +424,7 @@ def apo_down(
     reference_rejected_logps: LogProbs,
     *,
     beta: float = 0.1,
+    where: Where = None,
 ) -> Loss:
     """Anchored Preference Optimisation, down variant: lower chosen, lower rejected more.
 
@@ -361,6 +438,8 @@ def apo_down(
       reference_chosen_logps: summed log-probs of the chosen completions under the reference, [*B].
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32, in [0, 2].
@@ -371,9 +450,13 @@ def apo_down(
     """
     _check_beta(beta)
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
-    return jax.nn.sigmoid(beta * a) + jax.nn.sigmoid(-beta * (a - b))
+    return masked_loss(jax.nn.sigmoid(beta * a) + jax.nn.sigmoid(-beta * (a - b)), where)
 
 
 def exo(
@@ -384,6 +467,7 @@ def exo(
     *,
     beta: float = 0.1,
     epsilon: float = 1e-3,
+    where: Where = None,
 ) -> Loss:
     """Efficient Exact Optimisation, pairwise form (TRL's loss_type="exo_pair").
 
@@ -399,6 +483,8 @@ def exo(
       beta: β > 0.
       epsilon: ε in (0, 1), the label smoothing that keeps log ε finite (TRL's label_smoothing,
         which it replaces by 1e-3 when 0; here 0 is an error).
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32, ≥ 0 (zero when σ(βΔ) = 1 - ε).
@@ -410,12 +496,18 @@ def exo(
     _check_beta(beta)
     check_hparam("epsilon", epsilon, lambda v: 0.0 < v < 1.0, "in (0, 1)")
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
     z = beta * (a - b)
     log_p, log_not_p = jax.nn.log_sigmoid(z), jax.nn.log_sigmoid(-z)
-    return jnp.exp(log_p) * (log_p - jnp.log1p(-epsilon)) + jnp.exp(log_not_p) * (
-        log_not_p - jnp.log(epsilon)
+    return masked_loss(
+        jnp.exp(log_p) * (log_p - jnp.log1p(-epsilon))
+        + jnp.exp(log_not_p) * (log_not_p - jnp.log(epsilon)),
+        where,
     )
 
 
@@ -427,6 +519,7 @@ def discopop(
     *,
     beta: float = 0.1,
     tau: float = 0.05,
+    where: Where = None,
 ) -> Loss:
     """DiscoPOP (log-ratio modulated loss): a blend of the logistic and exponential losses.
 
@@ -441,6 +534,8 @@ def discopop(
       reference_rejected_logps: the same for the rejected completions, [*B].
       beta: β > 0.
       tau: τ in (0, 1], the temperature of the mixing weight (TRL's discopop_tau, default 0.05).
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -452,8 +547,14 @@ def discopop(
     _check_beta(beta)
     check_hparam("tau", tau, lambda v: 0.0 < v <= 1.0, "in (0, 1]")
     a, b = _log_ratios(
-        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+        policy_chosen_logps,
+        policy_rejected_logps,
+        reference_chosen_logps,
+        reference_rejected_logps,
+        where,
     )
     z = beta * (a - b)
     logistic = -jax.nn.log_sigmoid(z)
-    return jax.nn.sigmoid(-z / tau) * logistic + jnp.exp(jax.nn.log_sigmoid(z / tau) - z)
+    return masked_loss(
+        jax.nn.sigmoid(-z / tau) * logistic + jnp.exp(jax.nn.log_sigmoid(z / tau) - z), where
+    )

@@ -9,9 +9,9 @@ Papers:
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
-from rewardjax.numerics import as_float, check_hparam, log1mexp
+from rewardjax.numerics import check_hparam, log1mexp, masked_inputs, masked_loss
 
 
 def simpo(
@@ -22,6 +22,7 @@ def simpo(
     *,
     beta: float = 2.0,
     gamma: float = 0.5,
+    where: Bool[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, "*B"]:
     """SimPO: Bradley–Terry on length-normalised policy log-probs with a target margin.
 
@@ -34,6 +35,8 @@ def simpo(
       rejected_lengths: |r|, the same for the rejected completions (> 0), [*B].
       beta: β > 0, the reward scale.
       gamma: γ, the target reward margin (the paper tunes γ/β; here γ enters as is).
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -43,9 +46,12 @@ def simpo(
       2405.14734.
     """
     check_hparam("beta", beta, lambda v: v > 0.0, "positive")
-    chosen = as_float(policy_chosen_logps) / as_float(chosen_lengths)
-    rejected = as_float(policy_rejected_logps) / as_float(rejected_lengths)
-    return -jax.nn.log_sigmoid(beta * (chosen - rejected) - gamma)
+    # Masked lengths become 1 (padding may have length 0).
+    (pc, pr), (len_c, len_r) = (
+        masked_inputs(where, policy_chosen_logps, policy_rejected_logps),
+        masked_inputs(where, chosen_lengths, rejected_lengths, fill=1.0),
+    )
+    return masked_loss(-jax.nn.log_sigmoid(beta * (pc / len_c - pr / len_r) - gamma), where)
 
 
 def _log_odds(mean_logps: Array) -> Array:
@@ -57,6 +63,8 @@ def _log_odds(mean_logps: Array) -> Array:
 def orpo(
     chosen_mean_logps: Float[ArrayLike, "*B"],
     rejected_mean_logps: Float[ArrayLike, "*B"],
+    *,
+    where: Bool[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, "*B"]:
     """ORPO odds-ratio loss on mean token log-probs.
 
@@ -67,6 +75,8 @@ def orpo(
     Args:
       chosen_mean_logps: mean per-token log-probs of the chosen completions, ≤ 0, [*B].
       rejected_mean_logps: the same for the rejected completions, ≤ 0, [*B].
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -75,5 +85,5 @@ def orpo(
       Hong, Lee & Thorne, "ORPO: Monolithic Preference Optimization without Reference Model", arXiv
       2403.07691.
     """
-    chosen, rejected = as_float(chosen_mean_logps), as_float(rejected_mean_logps)
-    return -jax.nn.log_sigmoid(_log_odds(chosen) - _log_odds(rejected))
+    chosen, rejected = masked_inputs(where, chosen_mean_logps, rejected_mean_logps, fill=-1.0)
+    return masked_loss(-jax.nn.log_sigmoid(_log_odds(chosen) - _log_odds(rejected)), where)

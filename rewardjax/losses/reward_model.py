@@ -1,7 +1,8 @@
 """Pairwise and rating losses for reward models, on scalar scores.
 
 Every loss is per example and unreduced: it returns the broadcast shape of its inputs, and the
-caller reduces with explicit weights. Hyper-parameters are keyword-only.
+caller reduces with explicit weights. Hyper-parameters are keyword-only. The pairwise losses take
+`where=` [*B]: masked pairs get loss 0 and no gradient (masking equals slicing).
 
 Papers:
 - Bradley & Terry, "Rank Analysis of Incomplete Block Designs: I. The Method of Paired Comparisons",
@@ -19,9 +20,16 @@ Papers:
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from rewardjax.numerics import as_float, check_hparam, log1mexp, smoothed_logistic
+from rewardjax.numerics import (
+    as_float,
+    check_hparam,
+    log1mexp,
+    masked_inputs,
+    masked_loss,
+    smoothed_logistic,
+)
 
 
 def bradley_terry(
@@ -30,6 +38,7 @@ def bradley_terry(
     *,
     margin: float | Float[ArrayLike, "*B"] = 0.0,
     label_smoothing: float = 0.0,
+    where: Bool[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Bradley–Terry negative log-likelihood that `chosen` beats `rejected`.
 
@@ -41,6 +50,8 @@ def bradley_terry(
       margin: m, a required score gap, a scalar or per-example [*B] (e.g. Llama 2's preference
         strength).
       label_smoothing: e in [0, 1], the probability that a label is flipped.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -50,8 +61,8 @@ def bradley_terry(
       instructions with human feedback", arXiv 2203.02155; margin: "Llama 2", arXiv 2307.09288.
     """
     check_hparam("label_smoothing", label_smoothing, lambda v: 0.0 <= v <= 1.0, "in [0, 1]")
-    z = as_float(chosen) - as_float(rejected) - as_float(margin)
-    return smoothed_logistic(z, label_smoothing)
+    chosen, rejected, margin = masked_inputs(where, chosen, rejected, margin)
+    return masked_loss(smoothed_logistic(chosen - rejected - margin, label_smoothing), where)
 
 
 def hinge(
@@ -59,6 +70,7 @@ def hinge(
     rejected: Float[ArrayLike, "*B"],
     *,
     margin: float = 1.0,
+    where: Bool[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Pairwise hinge (ranking SVM) loss.
 
@@ -68,6 +80,8 @@ def hinge(
       chosen: scores of the preferred responses, shape [*B].
       rejected: scores of the dispreferred responses, broadcastable to [*B].
       margin: m, the score gap below which a pair is penalised.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -76,7 +90,8 @@ def hinge(
       Herbrich, Graepel & Obermayer, "Large Margin Rank Boundaries for Ordinal Regression", 2000
       (no arXiv id).
     """
-    return jax.nn.relu(margin - (as_float(chosen) - as_float(rejected)))
+    chosen, rejected = masked_inputs(where, chosen, rejected)
+    return masked_loss(jax.nn.relu(margin - (chosen - rejected)), where)
 
 
 def thurstone(
@@ -84,6 +99,7 @@ def thurstone(
     rejected: Float[ArrayLike, "*B"],
     *,
     scale: float = 1.0,
+    where: Bool[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Thurstone (probit) negative log-likelihood that `chosen` beats `rejected`.
 
@@ -93,6 +109,8 @@ def thurstone(
       chosen: scores of the preferred responses, shape [*B].
       rejected: scores of the dispreferred responses, broadcastable to [*B].
       scale: s > 0, the standard deviation of the score difference noise.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -101,12 +119,15 @@ def thurstone(
       Thurstone, "A Law of Comparative Judgment", Psychological Review 1927 (no arXiv id).
     """
     check_hparam("scale", scale, lambda v: v > 0.0, "positive")
-    return -jax.scipy.special.log_ndtr((as_float(chosen) - as_float(rejected)) / scale)
+    chosen, rejected = masked_inputs(where, chosen, rejected)
+    return masked_loss(-jax.scipy.special.log_ndtr((chosen - rejected) / scale), where)
 
 
 def reward_centering(
     chosen: Float[ArrayLike, "*B"],
     rejected: Float[ArrayLike, "*B"],
+    *,
+    where: Bool[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Auxiliary term that pulls the scores of each pair towards zero mean.
 
@@ -115,6 +136,8 @@ def reward_centering(
     Args:
       chosen: scores of the preferred responses, shape [*B].
       rejected: scores of the dispreferred responses, broadcastable to [*B].
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -123,7 +146,8 @@ def reward_centering(
       Eisenstein et al., "Helping or Herding? Reward Model Ensembles Mitigate but do not Eliminate
       Reward Hacking", arXiv 2312.09244.
     """
-    return jnp.square(as_float(chosen) + as_float(rejected))
+    chosen, rejected = masked_inputs(where, chosen, rejected)
+    return masked_loss(jnp.square(chosen + rejected), where)
 
 
 def rating_regression(

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
-from rewardjax.numerics import as_float, check_hparam
+from rewardjax.numerics import as_float, check_hparam, masked_inputs, masked_loss
 
 
 def kto(
@@ -20,6 +20,7 @@ def kto(
     beta: float = 0.1,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
+    where: Bool[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, "*B"]:
     """KTO loss for single completions labelled desirable or undesirable.
 
@@ -36,6 +37,8 @@ def kto(
       beta: β > 0.
       desirable_weight: w_D ≥ 0.
       undesirable_weight: w_U ≥ 0.
+      where: which examples take part, [*B] (default: all); the others get loss 0 and no
+        gradient (masking equals slicing them away).
 
     Returns:
       Per-example loss, shape [*B], at least float32.
@@ -47,11 +50,12 @@ def kto(
     check_hparam("beta", beta, lambda v: v > 0.0, "positive")
     check_hparam("desirable_weight", desirable_weight, lambda v: v >= 0.0, "non-negative")
     check_hparam("undesirable_weight", undesirable_weight, lambda v: v >= 0.0, "non-negative")
-    rho = as_float(policy_logps) - as_float(reference_logps)
-    z = beta * (rho - jax.lax.stop_gradient(as_float(reference_point)))
+    pi, ref = masked_inputs(where, policy_logps, reference_logps)
+    z = beta * (pi - ref - jax.lax.stop_gradient(as_float(reference_point)))
     # 1 - σ(x) = σ(-x): desirable wants z > 0, undesirable wants z < 0.
-    return jnp.where(
+    loss = jnp.where(
         jnp.asarray(desirable, bool),
         desirable_weight * jax.nn.sigmoid(-z),
         undesirable_weight * jax.nn.sigmoid(z),
     )
+    return masked_loss(loss, where)

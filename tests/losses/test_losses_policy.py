@@ -176,3 +176,27 @@ def test_exo_is_a_kl_nonnegative_and_zero_at_the_target(pc, pr, rc, rr, eps):
         delta = np.log((1 - eps) / eps) / 0.1
         at_target = _exo(delta, 0.0, 0.0, 0.0, epsilon=eps)
         np.testing.assert_allclose(at_target, 0.0, atol=1e-9)
+
+
+@jax.jit
+def _all_masked_losses(where, *logps):
+    return jnp.stack([fn(*logps, **kwargs, where=where) for fn, kwargs, _ in POLICY])
+
+
+def test_where_masks_to_zero_loss_and_gradient_and_equals_slicing():
+    """Padding holds -inf and NaN log-probs: masked entries are 0 with a 0 gradient, the rest
+    match the NumPy references (masking equals slicing)."""
+    pc, pr, rc, rr = _logps(shape=(6,), seed=3)
+    where = np.array([True, False, True, True, False, True])
+    padded = [np.where(where, x, bad) for x, bad in zip((pc, pr, rc, rr), (-np.inf, np.nan) * 2)]
+    padded = [x.astype(np.float32) for x in padded]
+    got = _all_masked_losses(where, *padded)
+    for name, value, (_, _, reference) in zip(NAMES, got, POLICY):
+        want = np.where(where, reference(pc - rc, pr - rr), 0.0)
+        np.testing.assert_allclose(value, want, rtol=1e-4, atol=1e-5, err_msg=name)
+    grads = jax.jacrev(lambda *x: _all_masked_losses(where, *x).sum(), argnums=(0, 1, 2, 3))(
+        *padded
+    )
+    for g in grads:
+        assert np.isfinite(g).all()
+        np.testing.assert_array_equal(np.asarray(g)[~where], 0.0)

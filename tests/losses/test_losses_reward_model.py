@@ -189,3 +189,26 @@ def test_categorical_rating_is_the_nll_of_the_nearest_bin():
     )(jnp.asarray(logits[0]))
     onehot = np.eye(5)[1]
     np.testing.assert_allclose(grad, np.exp(log_probs[0]) - onehot, rtol=1e-5, atol=1e-6)
+
+
+MASKABLE = [p for p in PAIRWISE if p[0] is not losses.rating_regression]
+
+
+@pytest.mark.parametrize(("fn", "kwargs", "reference"), MASKABLE, ids=IDS[: len(MASKABLE)])
+def test_pairwise_where_masks_to_zero_loss_and_gradient(fn, kwargs, reference):
+    """Padded pairs (inf / NaN scores) give 0 loss and 0 gradient; the rest match NumPy."""
+    c, r = _pair(shape=(6,), seed=2)
+    where = np.array([True, False, True, False, True, True])
+    pc = np.where(where, c, np.inf).astype(np.float32)
+    pr = np.where(where, r, np.nan).astype(np.float32)
+    f = jax.jit(lambda c, r: fn(c, r, **kwargs, where=where))
+    np.testing.assert_allclose(
+        f(pc, pr), np.where(where, reference(c, r), 0.0), rtol=2e-5, atol=2e-5
+    )
+    # Masking equals slicing: the kept losses are those of the sliced pairs.
+    kept = reference(c[where], r[where])
+    np.testing.assert_allclose(f(pc, pr)[where], kept, rtol=2e-5, atol=2e-5)
+    grads = jax.grad(lambda c, r: jnp.sum(f(c, r)), argnums=(0, 1))(pc, pr)
+    for g in grads:
+        assert np.isfinite(g).all()
+        np.testing.assert_array_equal(np.asarray(g)[~where], 0.0)
