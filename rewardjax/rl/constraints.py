@@ -20,16 +20,17 @@ for inequalities and λ_k ∈ ℝ for equalities. The policy ascends L for the c
 on the combined reward `combine_rewards`; λ descends the dual by projected (sub)gradient steps
 `constraints_update` (λ_k grows while constraint k is violated).
 
-The sign convention, stated precisely: the default sense 'at_most' keeps each component
-reward's expected value AT OR BELOW its threshold, v_k ≤ θ_k. This is the constraint that
-prevents overoptimisation in the paper's sense — θ_k is reward k's proxy point, the value past
-which more of that reward stops helping ("preventing the agent from exceeding each RM's
-threshold of usefulness") — with the objective Σ_k v_k (w_k = 1), so each reward is pushed up
-to its proxy point and no further: its weight in the combined reward is 1 - λ_k, falling to 0
-(and below) once v_k passes θ_k. 'at_least' (default w_k = 0) is the paper's other reading:
-stay as close to the reference as the KL penalty asks while each reward reaches at least θ_k
-(weight +λ_k); 'equal' (default w_k = 0) pins each reward at its proxy point (weight -λ_k with
-λ_k of either sign).
+The sign convention, stated precisely: the default sense 'at_most' keeps each component reward's
+expected value AT OR BELOW its threshold, v_k ≤ θ_k. This is the constraint that prevents
+overoptimisation in the paper's sense — θ_k is reward k's proxy point, the value past which more of
+that reward stops helping ("preventing the agent from exceeding each RM's threshold of usefulness")
+— with the objective Σ_k v_k (w_k = 1), so each reward is pushed up to its proxy point and no
+further: its weight in the combined reward is 1 - λ_k, and λ_k grows (the weight falls, below 0 if
+needed) for as long as v_k stays above θ_k. 'at_least' (default w_k = 0) is the paper's other
+reading: stay as close to the reference as the KL penalty asks while each reward reaches at least
+θ_k (weight +λ_k); 'equal' (default w_k = 0) pins each reward at its proxy point (weight -λ_k with
+λ_k of either sign). The authors' released PPO code (one constraint reward, a multiplier that falls
+while that reward's return exceeds θ and rises while it is below) is this 'equal' case.
 
 Papers:
 - Moskovitz et al. 2023, "Confronting Reward Model Overoptimization with Constrained RLHF",
