@@ -187,7 +187,9 @@ def _convert(text: str, kind: type, key: str, where: str) -> Any:
         except ValueError:
             pass
     example = f"{key}={_EXAMPLES.get(kind, 'text')}"
-    raise ValueError(f"{where}: {key}={text!r} is not a {kind.__name__}; write e.g. {example}.")
+    raise ValueError(
+        f"{where}: {key}={text!r} is not a valid {kind.__name__}; write e.g. {example}."
+    )
 
 
 def parse_arg(
@@ -227,7 +229,7 @@ def parse_arg(
         item and what is allowed.
     """
     allowed, types = frozenset(options), dict(values or {})
-    where = f"{config_file} (--config={config_file}:{arg})"
+    where = f"{config_file}:{arg}"
     choices = ", ".join(sorted(allowed)) or "none"
     keys = ", ".join(f"{k}=<{t.__name__}>" for k, t in sorted(types.items())) or "none"
     given: set[str] = set()
