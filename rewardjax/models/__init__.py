@@ -35,6 +35,7 @@ from rewardjax.models.transformer import (
     init_cache,
     segment_positions,
 )
+from rewardjax.models.value import ValueModel
 
 __all__ = [
     "HEADS",
@@ -56,6 +57,7 @@ __all__ = [
     "ScoringModel",
     "Transformer",
     "TransformerConfig",
+    "ValueModel",
     "config_from_hf",
     "config_to_hf",
     "get_preset",

@@ -136,6 +136,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         rules=rules,
         state_sharding=state_sh,
         progress_bar=t.progress_bar,
+        jit=built.jit,
     )
     step = int(state.step)
     extra: dict[str, Any] = {}

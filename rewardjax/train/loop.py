@@ -108,6 +108,7 @@ def fit(
     rules: parallel.Rules = parallel.DEFAULT_RULES,
     state_sharding: Any = None,
     progress_bar: bool = True,
+    jit: bool = True,
 ) -> TrainState:
     """Trains `state` with `step_fn` on `batches` until step `num_steps`, resuming from `workdir`.
 
@@ -134,6 +135,9 @@ def fit(
         steps are traced under `parallel.mesh_rules(mesh, rules)`; None runs on one device.
       state_sharding: shardings of `state` (from `parallel.sharded_init`) for `jax.jit`.
       progress_bar: show a tqdm bar (on process 0).
+      jit: jit `step_fn` with `state_sharding` and donate the state (the default). False calls it
+        as it is, for a step that jits its own parts around host work (the RL iteration: sample,
+        score with any reward function, update).
 
     Returns:
       The final state.
@@ -149,12 +153,15 @@ def fit(
         logging.info("Resumed from step %d in %s.", int(state.step), checkpointer.directory)
     # Replicated metrics: every process can read them (and stop on a non-finite loss together).
     replicated = None if mesh is None else parallel.batch_sharding(mesh, 0)
-    jit_step = jax.jit(
-        _rng_step(step_fn),
-        in_shardings=(state_sharding, None),
-        out_shardings=(state_sharding, replicated),
-        donate_argnums=0,
-    )
+    if jit:
+        run_step = jax.jit(
+            _rng_step(step_fn),
+            in_shardings=(state_sharding, None),
+            out_shardings=(state_sharding, replicated),
+            donate_argnums=0,
+        )
+    else:
+        run_step = _rng_step(step_fn)
     writer = MetricWriter(workdir)
     step = int(jax.device_get(state.step))
     last_step = min(num_steps, stop_at_step) if stop_at_step > 0 else num_steps
@@ -224,7 +231,7 @@ def fit(
                         batch = parallel.shard_batch(batch, mesh)
                     if batch_fn is not None:
                         batch = batch_fn(batch)
-                    state, metrics = jit_step(state, batch)
+                    state, metrics = run_step(state, batch)
                 step += 1
                 pending.append((step, metrics))
                 bar.update(1)

@@ -3,12 +3,12 @@
 
 from types import ModuleType
 
-from rewardjax.train.tasks import dpo, reward_model, sft
+from rewardjax.train.tasks import dpo, reward_model, rl, sft
 from rewardjax.train.tasks.common import Context, Task, backbone_config, mean_metrics
 
 __all__ = ["Context", "Task", "backbone_config", "get", "mean_metrics"]
 
-_TASKS: dict[str, ModuleType] = {"reward_model": reward_model, "dpo": dpo, "sft": sft}
+_TASKS: dict[str, ModuleType] = {"reward_model": reward_model, "dpo": dpo, "sft": sft, "rl": rl}
 
 
 def get(name: str) -> ModuleType:

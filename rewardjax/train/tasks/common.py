@@ -109,6 +109,7 @@ class Task:
         last step is reached; returns extra summary entries (e.g. the report's path). A task
         with `finish` evaluates there: the loop's final evaluation is skipped.
       extra: the initial `TrainState.extra` (replicated; e.g. controller states).
+      jit: the loop jits `step_fn`; False for a step that jits its own parts (RL).
     """
 
     model: Any
@@ -120,6 +121,7 @@ class Task:
     eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None
     finish: Callable[[TrainState], dict[str, Any]] | None = None
     extra: Any = dataclasses.field(default_factory=dict)
+    jit: bool = True
 
 
 def mean_metrics(

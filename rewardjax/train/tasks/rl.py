@@ -1,0 +1,540 @@
+"""Task "rl": online KL-regularised RL of a policy against a reward function.
+
+One step of the loop is one iteration:
+
+1. sample N completions for each of the P prompts of the batch with the jitted KV-cache sampler
+   (temperature, top-k, top-p), keeping each token's log-prob under the sampled distribution;
+2. score them with the configured reward function (`rewardjax.rewards`: the synthetic task's
+   gold reward, a trained reward model, a rule on text, or a weighted combination), and on the
+   synthetic task with the gold reward too, for the metrics;
+3. in one jitted update: the reference's log-probs, the KL (in the reward, or in the loss),
+   advantages (`rl.advantages`), then `num_epochs` passes of `num_minibatches` updates of the
+   policy loss (`rl.policy_losses`, aggregated by `rl.aggregation`) with importance ratios, and
+   the KL coefficient's controller update.
+
+The old log-probs are the sampler's: it draws from `softmax(filter(logits / temperature))`, and the
+trainer's log-probs apply the same temperature and the same top-k / top-p filter to the policy's
+logits, so the ratio starts at 1 (to float32 rounding of the cached and the full forward pass).
+The state's step counts iterations (the optimiser's own count counts updates); the iteration's
+key is folded from the step, so a resumed run samples what the uninterrupted one would.
+The reference is the initial policy (`config.init_from`: an SFT run, or a reward-model run whose
+backbone the policy takes). PPO's critic (`rl.advantage=gae`) is a `ValueModel` trained beside the
+policy, initialised from the same backbone.
+
+Papers: see `rewardjax.rl` (PPO, GRPO, Dr. GRPO, DAPO, GSPO, CISPO, RLOO, REINFORCE++, ReMax).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from rewardjax import parallel, rewards, rl, sampling
+from rewardjax.data import synthetic
+from rewardjax.kl import KLControllerState, adaptive_kl_controller, fixed_kl_controller
+from rewardjax.models import CausalLM, RewardModel, RewardModelConfig, ValueModel
+from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.state import TrainState
+from rewardjax.train.tasks.common import Context, Task, backbone_config
+
+__all__ = ["build", "layouts", "token_logprobs"]
+
+CONTROLLERS = ("fixed", "adaptive", "lagrangian")
+
+
+def layouts(config: ml_collections.ConfigDict, train_kind: str, eval_kind: str | None):
+    """Prompts: the prompt part of SFT rows (pairs give their prompts)."""
+    del config, train_kind, eval_kind
+    return "sft", "sft"
+
+
+def token_logprobs(
+    logits: jax.Array,
+    tokens: jax.Array,
+    *,
+    temperature: float,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> jax.Array:
+    """`log softmax(filter(logits[:, t - 1] / temperature))[tokens[:, t]]`, `[B, T]` float32 (0 at
+    t = 0): what the sampler's `sampling_logprobs` are for the same settings."""
+    b, t, v = logits.shape
+    scaled = logits[:, :-1].astype(jnp.float32) / temperature
+    if top_k or top_p < 1.0:
+        scaled = sampling.filter_logits(scaled.reshape(-1, v), top_k=top_k, top_p=top_p)
+        scaled = scaled.reshape(b, t - 1, v)
+    logp = sampling.token_logprobs(scaled, tokens[:, 1:])
+    return jnp.pad(logp, ((0, 0), (1, 0)))
+
+
+def _left_padded(tokens: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Each row's real tokens moved to its end (the prompt then continues into the completion
+    without a gap, as the sampler lays it out)."""
+    order = jnp.argsort(mask > 0, axis=-1, stable=True)
+    return jnp.take_along_axis(tokens, order, -1), jnp.take_along_axis(mask, order, -1)
+
+
+def _check(config: ml_collections.ConfigDict, n_rows: int) -> None:
+    r = config.rl
+    adv = rl.advantages.spec(r.advantage)
+    rl.policy_losses.spec(r.policy_loss)
+    rl.kl_penalty.check_placement(r.kl.placement, r.kl.estimator)
+    if r.kl.controller not in CONTROLLERS:
+        raise ValueError(
+            f"config.rl.kl.controller={r.kl.controller!r}: expected one of {CONTROLLERS}."
+        )
+    if r.temperature <= 0:
+        raise ValueError(
+            f"config.rl.temperature={r.temperature}: RL samples from the policy; use a "
+            "temperature > 0 (1.0 samples the policy itself)."
+        )
+    if adv.group_level and r.num_samples < 2:
+        raise ValueError(
+            f"config.rl.advantage={r.advantage!r} compares the completions of a prompt: set "
+            f"config.rl.num_samples >= 2 (it is {r.num_samples})."
+        )
+    if adv.multi_reward:
+        raise ValueError(
+            f"config.rl.advantage={r.advantage!r} takes several rewards per completion; the "
+            "trainer scores one (combine rewards with config.reward.kind='combined')."
+        )
+    if n_rows % r.num_minibatches:
+        raise ValueError(
+            f"config.rl.num_minibatches={r.num_minibatches} must divide the rows of an "
+            f"iteration, config.train.batch_size x config.rl.num_samples = {n_rows}."
+        )
+    if r.overlong not in ("none", "mask", "penalty"):
+        raise ValueError(
+            f"config.rl.overlong={r.overlong!r}: expected 'none', 'mask' or 'penalty'."
+        )
+
+
+def _controller(k: ml_collections.ConfigDict):
+    if k.controller == "fixed":
+        return fixed_kl_controller(k.beta)
+    if k.controller == "adaptive":
+        return adaptive_kl_controller(k.beta, k.target, k.horizon)
+    return rl.kl_penalty.lagrangian_kl_controller(k.beta, k.target, k.lr)
+
+
+def _reward_model(workdir: str, mesh, rules) -> tuple[RewardModel, Any]:
+    """The reward model trained in `workdir` and its parameters."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(
+            f"config.reward.model_workdir={workdir!r} holds no config.json: give the work "
+            "directory of a reward-model run (python -m rewardjax.main --config=configs/"
+            "reward_model.py --workdir=...)."
+        )
+    with open(path, encoding="utf-8") as f:
+        saved = ml_collections.ConfigDict(json.load(f))
+    if saved.task != "reward_model":
+        raise ValueError(
+            f"config.reward.model_workdir={workdir!r} is a {saved.task!r} run; give a "
+            "reward-model run."
+        )
+    model = RewardModel(
+        RewardModelConfig(
+            backbone=backbone_config(saved),
+            head=saved.head.name,
+            head_kwargs=saved.head.kwargs.to_dict(),
+            max_responses=4,
+        )
+    )
+    example = jnp.ones((1, 8), jnp.int32)
+    with parallel.mesh_rules(mesh, rules):
+        abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), example, example)
+    shardings = parallel.logical_shardings(abstract, mesh, rules)
+    target = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        nn.meta.unbox(abstract),
+        shardings,
+    )
+    params = Checkpointer(os.path.join(workdir, "checkpoints")).restore_params(target)
+    return model, params
+
+
+def _reward_function(ctx: Context, kind: str) -> rewards.RewardFunction:
+    """The reward function `config.reward` names (`kind` one of gold, model, rule)."""
+    c, task = ctx.config.reward, ctx.data.task
+    if kind == "gold":
+        if task is None:
+            raise ValueError(
+                "config.reward.kind='gold' is the synthetic task's gold reward; with "
+                "config.data.source='files' use 'model' or 'rule'."
+            )
+        return rewards.GoldReward(task)
+    if kind == "model":
+        if not c.model_workdir:
+            raise ValueError(
+                "config.reward.kind='model' needs config.reward.model_workdir, the work "
+                "directory of a reward-model run."
+            )
+        model, params = _reward_model(c.model_workdir, ctx.mesh, ctx.rules)
+        return rewards.ModelReward(
+            model, params, ensemble=c.ensemble, uncertainty_coef=c.uncertainty_coef
+        )
+    if kind == "rule":
+        if ctx.data.tokenizer is None:
+            raise ValueError(
+                "config.reward.kind='rule' judges decoded text; the synthetic task has none. "
+                "Use config.data.source='files' (its config.data.tokenizer decodes)."
+            )
+        return rewards.RuleReward(
+            rewards.regex_format(c.pattern, mode="search"), tokenizer=ctx.data.tokenizer
+        )
+    raise ValueError(
+        f"config.reward.kind={kind!r}: expected 'gold', 'model', 'rule' or 'combined'."
+    )
+
+
+def reward_function(ctx: Context) -> rewards.RewardFunction:
+    """`config.reward`: one source, or `combined` = "kind:weight,..." through a transform."""
+    c = ctx.config.reward
+    if c.kind != "combined":
+        return _reward_function(ctx, c.kind)
+    components = []
+    for item in c.components.split(","):
+        kind, _, weight = item.strip().partition(":")
+        try:
+            components.append((kind, _reward_function(ctx, kind), float(weight or 1.0)))
+        except ValueError as e:
+            if kind in ("gold", "model", "rule"):
+                raise
+            raise ValueError(
+                f"config.reward.components={c.components!r}: {item.strip()!r} is not kind:weight "
+                "with kind gold, model or rule."
+            ) from e
+    return rewards.CombinedReward(components, transform=c.transform or None)
+
+
+def _init_policy(ctx: Context, policy: CausalLM, example) -> tuple[Any, Any]:
+    """Fresh parameters, those of an SFT/DPO/RL run in `config.init_from`, or, for a reward-model
+    run there, its backbone as the policy's transformer (a tied LM head reads its embeddings)."""
+    init_from = ctx.config.init_from
+    saved = os.path.join(init_from, "config.json")
+    if not (init_from and os.path.exists(saved)):
+        return ctx.init(policy, ctx.init_key, example)
+    with open(saved, encoding="utf-8") as f:
+        task = json.load(f).get("task")
+    if task == "rl":
+        raise ValueError(
+            f"config.init_from={init_from!r} is an RL run: resume it with its own --workdir, or "
+            "start from the SFT or reward-model run it started from."
+        )
+    if task != "reward_model":
+        return ctx.init(policy, ctx.init_key, example)
+    params, shardings = parallel.sharded_init(
+        policy.init, ctx.init_key, example, mesh=ctx.mesh, rules=ctx.rules
+    )
+    _, rm_params = _reward_model(init_from, ctx.mesh, ctx.rules)
+    return {
+        "params": {**params["params"], "transformer": rm_params["params"]["backbone"]}
+    }, shardings
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shapes:
+    prompts: int  # P
+    samples: int  # N
+    prompt_width: int  # W
+    new_tokens: int  # L
+
+
+def build(ctx: Context) -> Task:
+    config = ctx.config
+    r = config.rl
+    dataset = ctx.data.train
+    shapes = _Shapes(
+        prompts=config.train.batch_size,
+        samples=r.num_samples,
+        prompt_width=max(e["prompt_len"] for e in dataset.examples),
+        new_tokens=r.max_new_tokens or (ctx.data.task.length if ctx.data.task else 0),
+    )
+    if shapes.new_tokens < 1:
+        raise ValueError("config.rl.max_new_tokens must be >= 1 (0 = the synthetic task's length).")
+    _check(config, shapes.prompts * shapes.samples)
+    adv_spec = rl.advantages.spec(r.advantage)
+    policy = CausalLM(ctx.backbone)
+    example = ctx.example_tokens(shapes.prompt_width + shapes.new_tokens)
+    policy_params, policy_sh = _init_policy(ctx, policy, example)
+    params, shardings = {"policy": policy_params}, {"policy": policy_sh}
+    critic = ValueModel(ctx.backbone) if adv_spec.needs_values else None
+    if critic is not None:
+        value_params, value_sh = parallel.sharded_init(
+            critic.init, ctx.init_key, example, mesh=ctx.mesh, rules=ctx.rules
+        )
+        # The critic starts from the policy's backbone, its head at zero.
+        value_params = {
+            "params": {
+                **value_params["params"],
+                "transformer": jax.tree.map(jnp.copy, policy_params["params"]["transformer"]),
+            }
+        }
+        params["value"], shardings["value"] = value_params, value_sh
+    # A copy: the state's buffers are donated to the update, the reference's must survive.
+    reference = jax.tree.map(jnp.copy, policy_params)
+    controller = _controller(r.kl)
+    iteration = _Iteration(
+        config=config,
+        shapes=shapes,
+        policy=policy,
+        critic=critic,
+        reference=reference,
+        reward_fn=reward_function(ctx),
+        gold_fn=rewards.GoldReward(ctx.data.task) if ctx.data.task is not None else None,
+        task=ctx.data.task,
+        controller=controller,
+    )
+    extra = {"kl_beta": controller.init().beta}
+    return Task(policy, params, shardings, iteration, dataset, extra=extra, jit=False)
+
+
+class _Iteration:
+    """The step `(state, batch, rng) -> (state, metrics)` of one RL iteration (see the module
+    docstring); the loop calls it unjitted, its sampling and update are jitted once each."""
+
+    def __init__(
+        self, *, config, shapes, policy, critic, reference, reward_fn, gold_fn, task, controller
+    ):
+        self.config, self.shapes, self.task = config, shapes, task
+        self.reward_fn, self.gold_fn = reward_fn, gold_fn
+        self.reference = reference
+        r = config.rl
+        self.sample = jax.jit(
+            functools.partial(
+                sampling.sample,
+                policy,
+                max_new_tokens=shapes.new_tokens,
+                num_samples=shapes.samples,
+                top_k=r.top_k,
+                top_p=r.top_p,
+                temperature=r.temperature,
+                stop_tokens=tuple(r.stop_tokens),
+            )
+        )
+        self.greedy = jax.jit(
+            functools.partial(
+                sampling.sample,
+                policy,
+                max_new_tokens=shapes.new_tokens,
+                num_samples=1,
+                temperature=0.0,
+                stop_tokens=tuple(r.stop_tokens),
+            )
+        )
+        self.update = jax.jit(
+            functools.partial(
+                _update, policy=policy, critic=critic, controller=controller, config=config
+            ),
+            donate_argnums=0,
+        )
+
+    def __call__(self, state: TrainState, batch: dict, rng: jax.Array):
+        s = self.shapes
+        sample_key, update_key = jax.random.split(rng)
+        prompt_mask = (batch["mask"] * (1 - batch["completion_mask"]))[:, : s.prompt_width]
+        prompts, prompt_mask = _left_padded(batch["tokens"][:, : s.prompt_width], prompt_mask)
+        out = self.sample(state.params["policy"], prompts, prompt_mask, sample_key)
+        rows = s.prompts * s.samples
+        flat = lambda x: x.reshape(rows, *x.shape[2:])
+        inputs = rewards.RewardInputs(
+            jnp.repeat(prompts, s.samples, axis=0),
+            jnp.repeat(prompt_mask, s.samples, axis=0),
+            flat(out.tokens),
+            flat(out.mask),
+            group_size=s.samples,
+        )
+        scored = self.reward_fn(inputs)
+        baseline = None
+        if rl.advantages.spec(self.config.rl.advantage).needs_baseline:
+            greedy = self.greedy(state.params["policy"], prompts, prompt_mask, sample_key)
+            greedy_inputs = rewards.RewardInputs(
+                prompts, prompt_mask, greedy.tokens[:, 0], greedy.mask[:, 0]
+            )
+            baseline = jnp.repeat(self.reward_fn(greedy_inputs).rewards, s.samples)
+        state, metrics = self.update(
+            state,
+            self.reference,
+            inputs.prompt_tokens,
+            inputs.prompt_mask,
+            inputs.completion_tokens,
+            inputs.completion_mask,
+            flat(out.sampling_logprobs),
+            scored.rewards,
+            baseline,
+            update_key,
+        )
+        metrics["reward"] = jnp.mean(scored.rewards)
+        metrics["completion_length"] = jnp.mean(flat(out.lengths).astype(jnp.float32))
+        if self.gold_fn is not None:
+            gold = self.gold_fn(inputs)
+            metrics["gold_reward"] = jnp.mean(gold.rewards)
+            metrics["invalid_fraction"] = jnp.mean(gold.aux["invalid"])
+            metrics["kl_base_chain"] = _chain_kl(
+                self.task, inputs, flat(out.logprobs), gold.aux["invalid"]
+            )
+        return state, metrics
+
+
+def _chain_kl(task, inputs: rewards.RewardInputs, logprobs, invalid) -> jax.Array:
+    """Monte-Carlo KL(π ‖ base chain) per sequence over the valid samples: the mean of
+    log π(y|x) (the sampler's, temperature 1) minus the chain's exact log p_0(y|x)."""
+    y0 = synthetic.to_tokens(inputs.prompt_tokens[:, -1])
+    tokens = jnp.clip(synthetic.to_tokens(inputs.completion_tokens), 0, task.vocab_size - 1)
+    base = synthetic.response_logprob(task, jnp.clip(y0, 0, task.vocab_size - 1), tokens)
+    valid = 1.0 - invalid
+    gap = jnp.where(valid > 0, jnp.sum(logprobs, -1) - base, 0.0)
+    return jnp.sum(gap) / jnp.maximum(jnp.sum(valid), 1.0)
+
+
+def _update(
+    state: TrainState,
+    reference: Any,
+    prompt_tokens,
+    prompt_mask,
+    completion_tokens,
+    completion_mask,
+    old_logp,
+    scores,
+    baseline,
+    key,
+    *,
+    policy: CausalLM,
+    critic: ValueModel | None,
+    controller,
+    config: ml_collections.ConfigDict,
+):
+    """Advantages and `num_epochs x num_minibatches` policy (and critic) updates on one rollout."""
+    r = config.rl
+    tokens = jnp.concatenate([prompt_tokens, completion_tokens], axis=1)
+    mask = jnp.concatenate([prompt_mask, completion_mask], axis=1).astype(jnp.int32)
+    w = prompt_tokens.shape[1]
+    cmask = completion_mask.astype(jnp.float32)
+    n_rows, length = completion_tokens.shape
+    decode = dict(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p)
+
+    def logps(p, rows):
+        logits = policy.apply(p, tokens[rows], segment_ids=mask[rows])[0]
+        return token_logprobs(logits, tokens[rows], **decode)[:, w:], logits[:, w - 1 : -1]
+
+    everything = jnp.arange(n_rows)
+    ref_logp = jax.lax.stop_gradient(logps(reference, everything)[0])
+    old_logp = old_logp.astype(jnp.float32)
+    beta = state.extra["kl_beta"]
+    kl_tokens = rl.kl_penalty.token_kl(old_logp, ref_logp, cmask, estimator="k1")
+    in_reward = r.kl.placement == "in_reward"
+    scores = scores.astype(jnp.float32)
+    if r.overlong == "penalty":
+        lengths = jnp.sum(cmask, -1).astype(jnp.int32)
+        scores = scores + r.overlong_coef * rl.filtering.overlong_penalty(
+            lengths, max_length=length, cache_length=r.overlong_cache
+        )
+    token_rewards = rl.kl_penalty.reward_with_kl(
+        scores, kl_tokens, cmask, beta=beta if in_reward else 0.0
+    )
+    values = None
+    if critic is not None:
+        values = jax.lax.stop_gradient(
+            critic.apply(state.params["value"], tokens, segment_ids=mask)[:, w - 1 : -1]
+        )
+    adv = rl.advantages.get(r.advantage)(
+        token_rewards,
+        cmask,
+        group_size=r.num_samples,
+        values=values,
+        baseline_rewards=baseline,
+        **r.advantage_kwargs.to_dict(),
+    )
+    weights = jnp.ones((n_rows,), jnp.float32)
+    metrics = {}
+    if r.filter_groups:
+        keep, filtered = rl.filtering.group_filter_mask(
+            scores, group_size=r.num_samples, tol=r.filter_tol
+        )
+        weights = keep.astype(jnp.float32)
+        metrics["filtered_groups"] = filtered.astype(jnp.float32) / (n_rows // r.num_samples)
+    if r.overlong == "mask":
+        truncated = (jnp.sum(cmask, -1) >= length) & ~_stopped(completion_tokens, cmask, r)
+        weights = weights * (1.0 - truncated.astype(jnp.float32))
+    loss_fn = rl.policy_losses.get(r.policy_loss)
+
+    def objective(params, rows):
+        logp, logits = logps(params["policy"], rows)
+        m = cmask[rows]
+        loss, aux = loss_fn(
+            logp, old_logp[rows], adv.advantages[rows], m, **r.policy_loss_kwargs.to_dict()
+        )
+        if not in_reward:
+            k = rl.kl_penalty.token_kl(logp, ref_logp[rows], m, estimator=r.kl.estimator)
+            loss = loss + beta * k
+        total = rl.aggregation.aggregate(
+            loss, m, r.aggregation, max_length=length, weights=weights[rows]
+        )
+        parts = {
+            "policy_loss": total,
+            "clip_fraction": rl.aggregation.aggregate(
+                jnp.asarray(aux.clipped, jnp.float32), m, "token_mean", weights=weights[rows]
+            ),
+            "entropy": rl.aggregation.aggregate(
+                rl.policy_losses.entropy_from_logits(logits / r.temperature, m), m, "token_mean"
+            ),
+        }
+        if critic is not None:
+            v = critic.apply(params["value"], tokens[rows], segment_ids=mask[rows])[:, w - 1 : -1]
+            v_loss, _ = rl.policy_losses.value_loss(
+                v, values[rows], adv.returns[rows], m, clip_range=r.value_clip
+            )
+            v_loss = rl.aggregation.aggregate(v_loss, m, "token_mean", weights=weights[rows])
+            parts["value_loss"] = v_loss
+            total = total + r.value_coef * v_loss
+        return total, parts
+
+    per_batch = n_rows // r.num_minibatches
+    keys = jax.random.split(key, r.num_epochs)
+    order = jnp.concatenate([jax.random.permutation(k, n_rows) for k in keys])
+    order = order.reshape(r.num_epochs * r.num_minibatches, per_batch)
+
+    def update(carry, rows):
+        params, opt_state = carry
+        (loss, parts), grads = jax.value_and_grad(objective, has_aux=True)(params, rows)
+        updates, opt_state = state.tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state), {"loss": loss, **parts, "grad_norm": optax.global_norm(grads)}
+
+    (params, opt_state), history = jax.lax.scan(update, (state.params, state.opt_state), order)
+    seq_kl = jnp.sum(kl_tokens, -1)
+    observed_kl = jnp.mean(seq_kl)
+    new_beta = controller.update(KLControllerState(beta=beta), observed_kl, n_rows).beta
+    metrics.update({k: jnp.mean(v) for k, v in history.items()})
+    metrics.update(
+        kl=observed_kl,
+        kl_beta=beta,
+        param_norm=optax.global_norm(params["policy"]),
+        advantage_std=jnp.std(adv.advantages, where=cmask > 0),
+    )
+    new_state = state.replace(
+        step=state.step + 1,
+        params=params,
+        opt_state=opt_state,
+        extra={**state.extra, "kl_beta": new_beta},
+    )
+    return new_state, metrics
+
+
+def _stopped(completion_tokens, cmask, r) -> jax.Array:
+    """Rows that ended on a stop token (not cut off by max_new_tokens)."""
+    if not r.stop_tokens:
+        return jnp.zeros(completion_tokens.shape[0], bool)
+    last = jnp.maximum(jnp.sum(cmask, -1).astype(jnp.int32) - 1, 0)
+    final = jnp.take_along_axis(completion_tokens, last[:, None], -1)[:, 0]
+    return jnp.isin(final, jnp.asarray(r.stop_tokens))
