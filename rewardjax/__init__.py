@@ -1,7 +1,7 @@
 """rewardjax: JAX-native reward modeling and alignment.
 
-Layer 1 (pure math on plain arrays): `losses`, `transforms`, `kl`, `bon`, `theory`.
-Layer 2: `models`, `sampling`, `data`, `parallel`. Layer 3: `train`, `evaluate`.
+Layer 1 (pure math on plain arrays): `numerics`, `losses`, `transforms`, `kl`, `bon`, `theory`,
+`rl`. Layer 2: `models`, `sampling`, `data`, `parallel`, `rewards`. Layer 3: `train`, `evaluate`.
 Import the submodule you need: `from rewardjax import losses`.
 """
 
@@ -14,7 +14,10 @@ __all__ = [
     "kl",
     "losses",
     "models",
+    "numerics",
     "parallel",
+    "rewards",
+    "rl",
     "sampling",
     "theory",
     "train",
