@@ -18,11 +18,16 @@ Variants:
   group mean of returns; the reported policy is the average of the iterates' tables over the
   second half of training (Polyak averaging damps the SGD noise);
 - rloo and grpo: the same sampled loop with `rewardjax.rl.advantages.rloo` / `grpo` (group
-  std scaling) in place of the group-mean baseline.
+  std scaling) in place of the group-mean baseline;
+- ppo: each rollout (P = 16 x N = 8, group-mean advantages, k1 against the base model computed
+  with the sampling policy's log-probs, as a trainer does) is reused for 4 epochs x 4 shuffled
+  minibatches of `policy_losses.ppo_clip` (ε = 0.2) against the rollout's old log-probs, so the
+  ratio moves away from 1 within a rollout and the clip is active (checked: mean clip fraction
+  > 1%, and the median over rollouts of max |ρ - 1| > ε).
 
 Checks: total variation between the trained and the optimal sequence laws (NumPy enumeration,
 averaged over the prompt) < 0.05, against 0.52 from the base model to the optimum; and the
-sampled variants reach the optimum's gold reward and KL (exact, from
+sampled variants (PPO included) reach the optimum's gold reward and KL (exact, from
 `theory.markov_policy_kl_reward`) within 0.03 nats / 0.03 reward units each.
 """
 
@@ -106,18 +111,22 @@ def _train_exact(steps, lr):
     return jax.nn.softmax(logits, -1)
 
 
+def _sample(key, logits, *, prompts, group):
+    """`prompts` prompt tokens y_0 ~ START, each repeated `group` times, then y_1..y_T drawn from
+    the table policy softmax(logits) -> [prompts * group, T + 1]."""
+    keys = jax.random.split(key, T + 1)
+    y = jnp.repeat(jax.random.choice(keys[0], V, (prompts,), p=jnp.asarray(START)), group)
+    ys = [y]
+    for t in range(T):
+        y = jax.random.categorical(keys[t + 1], logits[t, y])
+        ys.append(y)
+    return jnp.stack(ys, axis=1)
+
+
 @functools.partial(jax.jit, static_argnames=("estimator", "steps", "prompts", "group"))
 def _train_sampled(key, *, estimator, steps, lr, prompts=16, group=8):
     mask = jnp.ones((prompts * group, T), bool)
-
-    def sample(key, logits):
-        keys = jax.random.split(key, T + 1)
-        y = jnp.repeat(jax.random.choice(keys[0], V, (prompts,), p=jnp.asarray(START)), group)
-        ys = [y]
-        for t in range(T):
-            y = jax.random.categorical(keys[t + 1], logits[t, y])
-            ys.append(y)
-        return jnp.stack(ys, axis=1)
+    sample = functools.partial(_sample, prompts=prompts, group=group)
 
     def loss_fn(logits, ys):
         lp = _gather(jax.nn.log_softmax(logits, -1), ys)
@@ -143,6 +152,52 @@ def _train_sampled(key, *, estimator, steps, lr, prompts=16, group=8):
     return average / (steps - steps // 2)
 
 
+@functools.partial(jax.jit, static_argnames=("steps", "epochs", "minibatches", "prompts", "group"))
+def _train_ppo(key, *, steps, lr, epochs, minibatches, epsilon=0.2, prompts=16, group=8):
+    """PPO: each rollout is reused for `epochs` x `minibatches` clipped updates (module docstring).
+
+    Returns the Polyak-averaged table [T, V, V] (second half of training), and per rollout the
+    mean clip fraction of its updates [steps] and the largest |ρ - 1| over its updates [steps].
+    """
+    rows = prompts * group
+    per_batch = rows // minibatches
+    mask = jnp.ones((per_batch, T), bool)
+
+    def loss_fn(logits, ys, old_lp, adv):
+        lp = _gather(jax.nn.log_softmax(logits, -1), ys)
+        adv = jnp.broadcast_to(adv[:, None], lp.shape)
+        loss, aux = policy_losses.ppo_clip(lp, old_lp, adv, mask, epsilon_low=epsilon)
+        return jnp.mean(loss.sum(-1)), aux
+
+    def rollout(carry, key):
+        logits, average, i = carry
+        sample_key, order_key = jax.random.split(key)
+        ys = _sample(sample_key, logits, prompts=prompts, group=group)
+        old_lp = _gather(jax.nn.log_softmax(logits, -1), ys)  # the sampler's log-probs
+        returns = _token_rewards(old_lp, ys, jnp.ones((rows, T), bool)).sum(-1)
+        returns = returns.reshape(prompts, group)
+        adv = (returns - returns.mean(-1, keepdims=True)).reshape(-1)
+        keys = jax.random.split(order_key, epochs)
+        order = jnp.concatenate([jax.random.permutation(k, rows) for k in keys])
+
+        def update(logits, idx):
+            grad, aux = jax.grad(loss_fn, has_aux=True)(logits, ys[idx], old_lp[idx], adv[idx])
+            return logits - lr * grad, (jnp.mean(aux.clipped), jnp.max(jnp.abs(aux.ratio - 1)))
+
+        logits, (clipped, deviation) = jax.lax.scan(
+            update, logits, order.reshape(epochs * minibatches, per_batch)
+        )
+        average = average + (i >= steps // 2) * jax.nn.softmax(logits, -1)
+        return (logits, average, i + 1), (jnp.mean(clipped), jnp.max(deviation))
+
+    init = jnp.log(jnp.broadcast_to(TRANS, (T, V, V)))
+    carry = (init, jnp.zeros_like(init), 0)
+    (_, average, _), (clip_fraction, deviation) = jax.lax.scan(
+        rollout, carry, jax.random.split(key, steps)
+    )
+    return average / (steps - steps // 2), clip_fraction, deviation
+
+
 def test_the_task_is_not_trivial():
     base = np.broadcast_to(TRANS, (T, V, V))
     assert _tv(base, _optimum()) > 0.4  # the base model is far from the optimum
@@ -159,6 +214,22 @@ def test_exact_reinforce_with_kl_in_reward_reaches_the_exact_optimum():
 @pytest.mark.parametrize("estimator,lr", [("group_mean", 0.5), ("rloo", 0.5), ("grpo", 0.1)])
 def test_sampled_reinforce_rloo_grpo_reach_the_optimum_gold_reward_at_its_kl(estimator, lr):
     policy = np.asarray(_train_sampled(jax.random.key(0), estimator=estimator, steps=1500, lr=lr))
+    assert _tv(policy, _optimum()) < TV_TOL
+    kl, gold = theory.markov_policy_kl_reward(START, policy, TRANS, BIGRAM)
+    kl_opt, gold_opt = theory.markov_policy_kl_reward(START, _optimum(), TRANS, BIGRAM)
+    np.testing.assert_allclose(kl, kl_opt, atol=METRIC_TOL)
+    np.testing.assert_allclose(gold, gold_opt, atol=METRIC_TOL)
+
+
+def test_ppo_epochs_with_clipping_reach_the_optimum_gold_reward_at_its_kl():
+    epsilon = 0.2
+    policy, clip_fraction, deviation = _train_ppo(
+        jax.random.key(0), steps=400, lr=3.0, epochs=4, minibatches=4, epsilon=epsilon
+    )
+    # The updates leave the trust region: the ratio moves away from 1 and the clip binds.
+    assert np.mean(np.asarray(clip_fraction)) > 0.01
+    assert np.median(np.asarray(deviation)) > epsilon
+    policy = np.asarray(policy)
     assert _tv(policy, _optimum()) < TV_TOL
     kl, gold = theory.markov_policy_kl_reward(START, policy, TRANS, BIGRAM)
     kl_opt, gold_opt = theory.markov_policy_kl_reward(START, _optimum(), TRANS, BIGRAM)
