@@ -5,7 +5,7 @@ what `python -m rewardjax.main --config=configs/<name>.py --workdir=DIR` calls.
 """
 
 from rewardjax.train.checkpoint import Checkpointer
-from rewardjax.train.data import Data, load_data
+from rewardjax.train.data import Data
 from rewardjax.train.defaults import TASKS, base_config, smoke_overrides
 from rewardjax.train.experiment import run
 from rewardjax.train.loop import NonFiniteLossError, Preempted, fit
@@ -29,6 +29,7 @@ from rewardjax.train.steps import (
     sft_step,
     weighted_mean,
 )
+from rewardjax.train.tasks import load_data
 
 __all__ = [
     "REFERENCE_FREE",

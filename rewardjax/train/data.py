@@ -1,11 +1,9 @@
 """The encoded train and eval sets a config describes: the synthetic gold-reward Markov task
-(`data.source = "synthetic"`) or local files (`data.source = "files"`), in the layout the task
-trains on (pairs are converted where that makes sense: `rewardjax.data.convert`)."""
+(`data.source = "synthetic"`) or local files (`data.source = "files"`)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import jax
 import ml_collections
@@ -14,7 +12,7 @@ import numpy as np
 from rewardjax import data as data_lib
 from rewardjax.data import synthetic
 
-__all__ = ["Data", "load_data", "tokenizer_from_config"]
+__all__ = ["Data", "read_data", "tokenizer_from_config"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,31 +93,11 @@ def _file_data(c: ml_collections.ConfigDict, seed: int) -> Data:
     return Data(encode(train), encode(held_out) if held_out else None, tokenizer=tokenizer)
 
 
-def load_data(
-    config: ml_collections.ConfigDict, layouts: Callable[[str, str | None], tuple[str, str]]
-) -> Data:
-    """The encoded data `config.data` describes, converted to the layouts its task asks for.
-
-    Args:
-      config: the experiment config.
-      layouts: the task's `(train data kind, eval data kind or None) -> (train layout, eval
-        layout)` (`rewardjax.train.tasks`).
-    """
+def read_data(config: ml_collections.ConfigDict) -> Data:
+    """The encoded data `config.data` describes, in the layouts its records have (the task then
+    converts it: `rewardjax.train.tasks.load_data`)."""
     if config.data.source == "synthetic":
-        loaded = _synthetic_data(config.data.synthetic)
-    elif config.data.source == "files":
-        loaded = _file_data(config.data, config.seed)
-    else:
-        raise ValueError(
-            f"config.data.source={config.data.source!r}: expected 'synthetic' or 'files'."
-        )
-    train_kind, eval_kind = layouts(loaded.train.kind, loaded.eval and loaded.eval.kind)
-    field = f"config.task={config.task!r}" + (
-        f" with config.loss.name={config.loss.name!r}" if "loss" in config else ""
-    )
-    convert = lambda dataset, kind: data_lib.convert(dataset, kind, field=field)
-    return dataclasses.replace(
-        loaded,
-        train=convert(loaded.train, train_kind),
-        eval=None if loaded.eval is None else convert(loaded.eval, eval_kind),
-    )
+        return _synthetic_data(config.data.synthetic)
+    if config.data.source == "files":
+        return _file_data(config.data, config.seed)
+    raise ValueError(f"config.data.source={config.data.source!r}: expected 'synthetic' or 'files'.")

@@ -20,7 +20,6 @@ from absl import logging
 from rewardjax import data as data_lib
 from rewardjax import parallel
 from rewardjax.train import tasks
-from rewardjax.train.data import load_data
 from rewardjax.train.loop import fit
 from rewardjax.train.metrics import read_jsonl
 from rewardjax.train.state import TrainState, make_optimizer
@@ -83,7 +82,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     mesh = parallel.mesh_from_config(config.mesh)
     rules = parallel.logical_rules(config.sharding_rules.to_dict())
     backbone = tasks.backbone_config(config)
-    loaded = load_data(config, lambda kind, eval_kind: task.layouts(config, kind, eval_kind))
+    loaded = tasks.load_data(config)
     if loaded.tokenizer is not None:
         data_lib.check_vocab(
             loaded.vocab_size, backbone.vocab_size, tokenizer=config.data.tokenizer
