@@ -62,3 +62,43 @@ def make_pairs(args: argparse.Namespace) -> list[dict[str, list[int]]]:
         }
         for _ in range(n)
     ]
+
+
+# The GRPO iteration benchmarks (compare_trl_grpo.py): prompts and a rule reward on token ids.
+
+
+def add_grpo_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of both sides of the GRPO comparison: model shape, rollout shape, iterations, KL."""
+    for name, value in MODEL_DEFAULTS.items():
+        parser.add_argument(f"--{name}", type=int, default=value)
+    parser.add_argument("--norm_eps", type=float, default=1e-6)
+    parser.add_argument("--prompts", type=int, default=8, help="P prompts per iteration")
+    parser.add_argument("--generations", type=int, default=8, help="N completions per prompt")
+    parser.add_argument("--prompt_len", type=int, default=16, help="tokens of every prompt")
+    parser.add_argument(
+        "--new_tokens", type=int, default=64, help="tokens of every completion (no early stop)"
+    )
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations (compilation)")
+    parser.add_argument("--steps", type=int, default=5, help="timed iterations")
+    parser.add_argument("--learning_rate", type=float, default=1e-6, help="AdamW (TRL's GRPO)")
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=0.04,
+        help="k3 KL coefficient in the loss against the initial policy, computed by a reference "
+        "forward pass on both sides (0: TRL loads no reference; rewardjax still runs it)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def make_prompts(args: argparse.Namespace) -> list[list[int]]:
+    """`(warmup + steps) * prompts` prompts of exactly `prompt_len` ids uniform in [2, vocab):
+    every iteration's prompts have one length, so neither side pads them."""
+    rng = np.random.default_rng(args.seed)
+    n = (args.warmup + args.steps) * args.prompts
+    return rng.integers(2, args.vocab_size, (n, args.prompt_len)).tolist()
+
+
+def even_fraction(completion: list[int]) -> float:
+    """The benchmark's rule reward: the fraction of even token ids in a completion."""
+    return sum(i % 2 == 0 for i in completion) / max(len(completion), 1)
