@@ -9,7 +9,6 @@ INSTALL_REQUIRES = [
     "orbax-checkpoint>=0.11",
     "grain>=0.2.12",
     "ml-collections>=1.0",
-    "chex>=0.1.90",
     "jaxtyping>=0.3",
     "numpy>=1.26",
     "scipy>=1.13",
@@ -39,6 +38,7 @@ EXTRAS_REQUIRE = {
         "torch==2.13.0",
         "transformers>=4.50",
         "datasets>=3.0",
+        "beartype>=0.18",  # jaxtyping's runtime shape checks over rewardjax in the tests
         "tensorboardX>=2.6",  # an independent reader (CRC, protos) of the TensorBoard event files
     ],
     "tfds": ["tensorflow-datasets>=4.9.7", "array-record>=0.5"],

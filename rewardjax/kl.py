@@ -33,11 +33,11 @@ _ESTIMATORS = ("k1", "k2", "k3")
 
 
 def kl_estimate(
-    logp: Float[Array, "*batch"],
-    ref_logp: Float[Array, "*batch"],
+    logp: Float[ArrayLike, "*batch"],
+    ref_logp: Float[ArrayLike, "*batch"],
     *,
     estimator: str = "k3",
-    where: Bool[Array, "*batch"] | None = None,
+    where: Bool[ArrayLike, "*batch"] | None = None,
     log_ratio_clip: float | None = None,
 ) -> Float[Array, "*batch"]:
     """Per-token single-sample estimate of KL(π ‖ π_ref) from tokens sampled from π.
@@ -81,10 +81,10 @@ def kl_estimate(
 
 
 def categorical_kl(
-    logits_p: Float[Array, "*batch V"],
-    logits_q: Float[Array, "*batch V"],
+    logits_p: Float[ArrayLike, "*batch V"],
+    logits_q: Float[ArrayLike, "*batch V"],
     *,
-    where: Bool[Array, "*batch"] | None = None,
+    where: Bool[ArrayLike, "*batch"] | None = None,
 ) -> Float[Array, "*batch"]:
     """Exact KL(p ‖ q) between categorical distributions given by logits over the last axis.
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Shaped
 
 __all__ = [
     "as_float",
@@ -36,7 +36,7 @@ def as_float(x: ArrayLike) -> Array:
 
 
 def weighted_mean(
-    x: Float[ArrayLike, "*B"], weight: Float[ArrayLike, "*#B"] | None = None
+    x: Float[ArrayLike, "*#B"], weight: Shaped[ArrayLike, "*#B"] | None = None
 ) -> Float[Array, ""]:
     """The weighted mean of `x`; 0 (with a zero gradient) when every weight is 0.
 
@@ -64,7 +64,7 @@ def weighted_mean(
 
 
 def masked_inputs(
-    where: Bool[ArrayLike, "*B"] | None, *xs: Float[ArrayLike, "*#B"], fill: float = 0.0
+    where: Bool[ArrayLike, "*#B"] | None, *xs: Float[ArrayLike, "*#B"], fill: float = 0.0
 ) -> list[Array]:
     """The inputs of a per-example loss, at least float32, with masked-out entries set to `fill`.
 
@@ -81,14 +81,14 @@ def masked_inputs(
 
 
 def masked_loss(
-    loss: Float[Array, "*B"], where: Bool[ArrayLike, "*B"] | None
+    loss: Float[Array, "*B"], where: Bool[ArrayLike, "*#B"] | None
 ) -> Float[Array, "*B"]:
     """`loss` with the masked-out examples set to 0 (the `where=` convention of the losses: a
     masked example contributes 0 loss and 0 gradient, so masking equals slicing it away)."""
     return loss if where is None else jnp.where(jnp.asarray(where, bool), loss, 0.0)
 
 
-def log1mexp(x: Float[ArrayLike, "*B"]) -> Float[Array, "*B"]:
+def log1mexp(x: Float[ArrayLike, "*#B"]) -> Float[Array, "*B"]:
     """Computes log(1 - exp(x)) for x < 0 without cancellation.
 
     Uses log(-expm1(x)) for x > -log 2 and log1p(-exp(x)) otherwise (Mächler, "Accurately computing

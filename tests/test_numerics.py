@@ -44,7 +44,7 @@ def test_every_caller_uses_the_one_weighted_mean():
     # The former train copy floored the denominator at 1 (it gave 1.0 here).
     np.testing.assert_allclose(train.weighted_mean(x, w), 2.0)
     # The former evaluate copy gave NaN for an all-zero weight.
-    acc = evaluate.pair_accuracy(np.float32([1.0, 0.0]), np.float32([0.0, 1.0]), weight=[0, 0])
+    acc = evaluate.pair_accuracy(np.float32([1.0, 0.0]), np.float32([0.0, 1.0]), weight=np.zeros(2))
     assert float(acc) == 0.0
 
 

@@ -16,11 +16,12 @@ Papers:
 - Kendall 1945, "The treatment of ties in ranking problems" (tau-b); Spearman 1904.
 """
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int, Real
 
 from rewardjax import bon
 from rewardjax.evaluate._arrays import as_float, weighted_mean, weights_like
@@ -45,7 +46,7 @@ def gold_pair_accuracy(
     chosen_gold: Float[ArrayLike, " B"],
     rejected_gold: Float[ArrayLike, " B"],
     *,
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> Float[Array, ""]:
     """How often the proxy orders a pair as the gold reward does (not as the noisy label does).
 
@@ -80,7 +81,7 @@ def spearman(
     x: Float[ArrayLike, " B"],
     y: Float[ArrayLike, " B"],
     *,
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> Float[Array, ""]:
     """Spearman's rank correlation: the Pearson correlation of the average ranks of x and y.
 
@@ -109,7 +110,7 @@ def kendall_tau(
     x: Float[ArrayLike, " B"],
     y: Float[ArrayLike, " B"],
     *,
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> Float[Array, ""]:
     """Kendall's tau-b: (concordant - discordant) / √((pairs untied in x)(pairs untied in y)).
 
@@ -154,7 +155,7 @@ def gold_agreement(
     chosen_gold: Float[ArrayLike, " B"],
     rejected_gold: Float[ArrayLike, " B"],
     *,
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> GoldAgreement:
     """Gold pair accuracy, and Spearman / Kendall correlation of proxy and gold over 2B responses.
 
@@ -195,7 +196,7 @@ def exact_bon_gold_curves(
     probs: Float[ArrayLike, "*batch Y"],
     proxy: Float[ArrayLike, "*batch Y"],
     gold: Float[ArrayLike, "*batch Y"],
-    ns: Float[ArrayLike, " K"],
+    ns: Real[ArrayLike, " K"] | Sequence[float],
 ) -> BonGoldCurves:
     """Exact best-of-n curves on a discrete base law: gold reward of proxy- and gold-selected BoN.
 
@@ -233,7 +234,7 @@ def exact_bon_gold_curves(
 def empirical_bon_gold_curves(
     proxy: Float[ArrayLike, "*batch M"],
     gold: Float[ArrayLike, "*batch M"],
-    ns: Int[ArrayLike, " K"],
+    ns: Int[ArrayLike, " K"] | Sequence[int],
 ) -> BonGoldCurves:
     """Best-of-n curves from M base-policy samples per prompt, unbiased, without resampling.
 

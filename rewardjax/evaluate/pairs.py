@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int, Real
 
 from rewardjax.evaluate._arrays import as_float, weighted_mean, weights_like
 
@@ -69,7 +69,7 @@ def pair_accuracy(
     chosen: Float[ArrayLike, " B"],
     rejected: Float[ArrayLike, " B"],
     *,
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> Float[Array, ""]:
     """Pair accuracy Σ_i w_i c_i / Σ_i w_i with c_i = `pair_correct` (ties count ½).
 
@@ -100,7 +100,7 @@ def subset_accuracy(
     subset: Int[ArrayLike, " B"],
     *,
     num_subsets: int,
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> SubsetAccuracy:
     """Pair accuracy within each subset s: Σ_{i: s_i = s} w_i c_i / Σ_{i: s_i = s} w_i.
 
@@ -182,7 +182,7 @@ def margin_stats(
     chosen: Float[ArrayLike, " B"],
     rejected: Float[ArrayLike, " B"],
     *,
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> MarginStats:
     """Mean, std, mean |m|, min, 10/50/90% quantiles and max of the margins m = r_c - r_r.
 
@@ -224,7 +224,7 @@ def calibration(
     binning: str = "width",
     lo: float = 0.0,
     hi: float = 1.0,
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> Calibration:
     """Expected calibration error of predicted probabilities against outcomes, with its bins.
 
@@ -275,7 +275,7 @@ def pair_calibration(
     scale: float = 1.0,
     num_bins: int = 10,
     binning: str = "width",
-    weight: Float[ArrayLike, " B"] | None = None,
+    weight: Real[ArrayLike, " B"] | None = None,
 ) -> Calibration:
     """Calibration of the Bradley–Terry probability σ(s (r_c - r_r)) that the chosen one wins.
 

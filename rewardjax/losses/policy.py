@@ -41,9 +41,9 @@ from rewardjax.numerics import (
     smoothed_logistic,
 )
 
-LogProbs = Float[ArrayLike, "*B"]
+LogProbs = Float[ArrayLike, "*#B"]
 Loss = Float[Array, "*B"]
-Where = Bool[ArrayLike, "*B"] | None
+Where = Bool[ArrayLike, "*#B"] | None
 
 
 def _log_ratios(

@@ -15,14 +15,14 @@ from rewardjax.numerics import check_hparam, log1mexp, masked_inputs, masked_los
 
 
 def simpo(
-    policy_chosen_logps: Float[ArrayLike, "*B"],
-    policy_rejected_logps: Float[ArrayLike, "*B"],
-    chosen_lengths: Float[ArrayLike, "*B"],
-    rejected_lengths: Float[ArrayLike, "*B"],
+    policy_chosen_logps: Float[ArrayLike, "*#B"],
+    policy_rejected_logps: Float[ArrayLike, "*#B"],
+    chosen_lengths: Float[ArrayLike, "*#B"],
+    rejected_lengths: Float[ArrayLike, "*#B"],
     *,
     beta: float = 2.0,
     gamma: float = 0.5,
-    where: Bool[ArrayLike, "*B"] | None = None,
+    where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """SimPO: Bradley–Terry on length-normalised policy log-probs with a target margin.
 
@@ -61,10 +61,10 @@ def _log_odds(mean_logps: Array) -> Array:
 
 
 def orpo(
-    chosen_mean_logps: Float[ArrayLike, "*B"],
-    rejected_mean_logps: Float[ArrayLike, "*B"],
+    chosen_mean_logps: Float[ArrayLike, "*#B"],
+    rejected_mean_logps: Float[ArrayLike, "*#B"],
     *,
-    where: Bool[ArrayLike, "*B"] | None = None,
+    where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """ORPO odds-ratio loss on mean token log-probs.
 

@@ -20,7 +20,7 @@ Papers:
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 from rewardjax.numerics import (
     as_float,
@@ -33,12 +33,12 @@ from rewardjax.numerics import (
 
 
 def bradley_terry(
-    chosen: Float[ArrayLike, "*B"],
-    rejected: Float[ArrayLike, "*B"],
+    chosen: Float[ArrayLike, "*#B"],
+    rejected: Float[ArrayLike, "*#B"],
     *,
-    margin: float | Float[ArrayLike, "*B"] = 0.0,
+    margin: float | Float[ArrayLike, "*#B"] = 0.0,
     label_smoothing: float = 0.0,
-    where: Bool[ArrayLike, "*B"] | None = None,
+    where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Bradley–Terry negative log-likelihood that `chosen` beats `rejected`.
 
@@ -66,11 +66,11 @@ def bradley_terry(
 
 
 def hinge(
-    chosen: Float[ArrayLike, "*B"],
-    rejected: Float[ArrayLike, "*B"],
+    chosen: Float[ArrayLike, "*#B"],
+    rejected: Float[ArrayLike, "*#B"],
     *,
     margin: float = 1.0,
-    where: Bool[ArrayLike, "*B"] | None = None,
+    where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Pairwise hinge (ranking SVM) loss.
 
@@ -95,11 +95,11 @@ def hinge(
 
 
 def thurstone(
-    chosen: Float[ArrayLike, "*B"],
-    rejected: Float[ArrayLike, "*B"],
+    chosen: Float[ArrayLike, "*#B"],
+    rejected: Float[ArrayLike, "*#B"],
     *,
     scale: float = 1.0,
-    where: Bool[ArrayLike, "*B"] | None = None,
+    where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Thurstone (probit) negative log-likelihood that `chosen` beats `rejected`.
 
@@ -124,10 +124,10 @@ def thurstone(
 
 
 def reward_centering(
-    chosen: Float[ArrayLike, "*B"],
-    rejected: Float[ArrayLike, "*B"],
+    chosen: Float[ArrayLike, "*#B"],
+    rejected: Float[ArrayLike, "*#B"],
     *,
-    where: Bool[ArrayLike, "*B"] | None = None,
+    where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Auxiliary term that pulls the scores of each pair towards zero mean.
 
@@ -151,8 +151,8 @@ def reward_centering(
 
 
 def rating_regression(
-    predicted: Float[ArrayLike, "*B"],
-    target: Float[ArrayLike, "*B"],
+    predicted: Float[ArrayLike, "*#B"],
+    target: Float[ArrayLike, "*#B"],
 ) -> Float[Array, "*B"]:
     """Squared error between a predicted and a human rating (HelpSteer-style attribute regression).
 
@@ -176,7 +176,7 @@ def rating_regression(
 
 def categorical_rating(
     log_probs: Float[ArrayLike, "*B K"],
-    rating: Float[ArrayLike, "*B"],
+    rating: Real[ArrayLike, "*#B"],
     *,
     bin_values: Float[ArrayLike, " K"],
 ) -> Float[Array, "*B"]:
@@ -207,10 +207,10 @@ def categorical_rating(
 
 
 def ordinal(
-    score: Float[ArrayLike, "*B"],
-    rating: Int[ArrayLike, "*B"],
+    score: Float[ArrayLike, "*#B"],
+    rating: Int[ArrayLike, "*#B"],
     *,
-    cutpoints: Float[ArrayLike, "*B K-1"],
+    cutpoints: Float[ArrayLike, "*#B C"],
 ) -> Float[Array, "*B"]:
     """Cumulative-link (proportional-odds, logit link) negative log-likelihood of an ordinal rating.
 

@@ -12,15 +12,15 @@ from rewardjax.numerics import as_float, check_hparam, masked_inputs, masked_los
 
 
 def kto(
-    policy_logps: Float[ArrayLike, "*B"],
-    reference_logps: Float[ArrayLike, "*B"],
-    desirable: Bool[ArrayLike, "*B"],
-    reference_point: Float[ArrayLike, "*B"],
+    policy_logps: Float[ArrayLike, "*#B"],
+    reference_logps: Float[ArrayLike, "*#B"],
+    desirable: Bool[ArrayLike, "*#B"],
+    reference_point: Float[ArrayLike, "*#B"],
     *,
     beta: float = 0.1,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
-    where: Bool[ArrayLike, "*B"] | None = None,
+    where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """KTO loss for single completions labelled desirable or undesirable.
 
