@@ -216,7 +216,7 @@ def exact_bon_gold_curves(
     Returns:
       BonGoldCurves with n [K] and the other fields [..., K].
     """
-    ns = as_float(ns)
+    ns = as_float(jnp.asarray(ns))  # a list of n is allowed
     batch = jnp.broadcast_shapes(jnp.shape(probs)[:-1], jnp.shape(proxy)[:-1])
     n_col = ns.reshape((-1,) + (1,) * len(batch))
     gold = as_float(gold)
