@@ -7,6 +7,8 @@
   KL-RL (Yang et al. 2024, arXiv 2404.01730).
 - `overoptimization`: Gao et al. (arXiv 2210.10760) forms and their fit.
 - `distances`: STARC reward distance (arXiv 2309.15257).
+- `process`: exact values of response prefixes on the Markov world (the ground truth of process
+  reward models) and Math-Shepherd Monte-Carlo value labels (arXiv 2312.08935).
 
 Usage: `from rewardjax import theory; theory.beta_for_kl(probs, rewards, 1.0)`.
 """
@@ -34,6 +36,12 @@ from rewardjax.theory.overoptimization import (
     gao_bon,
     gao_rl,
 )
+from rewardjax.theory.process import (
+    mc_prefix_values,
+    prefix_values,
+    task_prefix_values,
+    value_of_prefixes,
+)
 
 __all__ = [
     "BonVsKlRl",
@@ -51,10 +59,14 @@ __all__ = [
     "markov_policy_kl_reward",
     "markov_reward_law",
     "max_kl",
+    "mc_prefix_values",
+    "prefix_values",
     "rate_function",
     "renyi_cross_entropy",
     "standardize_reward",
     "starc_distance",
+    "task_prefix_values",
     "tilted_distribution",
     "tilted_rate_function",
+    "value_of_prefixes",
 ]
