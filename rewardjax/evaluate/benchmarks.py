@@ -466,7 +466,7 @@ def judgebench_result(
       JudgeBenchResult.
     """
     out = judge_outcomes(labels, verdict, verdict_swapped)
-    correct = np.asarray(out.correct)
+    correct = np.asarray(out.correct, np.float64)
     if correct.shape != (len(sources),):
         raise ValueError(f"judgebench_result: {len(sources)} sources but {correct.shape} verdicts")
     categories, counts = {}, {}
