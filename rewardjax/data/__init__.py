@@ -10,7 +10,7 @@ Typical use::
     state = it.get_state()    # save with the checkpoint; it.set_state(state) resumes
 """
 
-from rewardjax.data import synthetic
+from rewardjax.data import benchmarks, synthetic
 from rewardjax.data.adapters import ADAPTERS, HELPSTEER2_ATTRIBUTES, adapt
 from rewardjax.data.conversions import convert
 from rewardjax.data.pipeline import (
@@ -73,6 +73,7 @@ __all__ = [
     "UnpairedRecord",
     "adapt",
     "batches",
+    "benchmarks",
     "check_vocab",
     "collate",
     "convert",

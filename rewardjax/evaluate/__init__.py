@@ -1,9 +1,13 @@
 """Evaluators: pair accuracy by subset, margins, calibration, agreement with a gold reward,
 best-of-n gold-vs-proxy curves, and a Markdown + PNG report.
 
+Reward-model benchmarks (RewardBench 2, RM-Bench, JudgeBench): `evaluate.benchmarks`, and from the
+command line `python -m rewardjax.evaluate --benchmark=... --path=... --reward=...`.
+
 Usage: `from rewardjax import evaluate; evaluate.pair_accuracy(r_chosen, r_rejected, weight=w)`.
 """
 
+from rewardjax.evaluate import benchmarks
 from rewardjax.evaluate.gold import (
     BonGoldCurves,
     GoldAgreement,
@@ -56,6 +60,7 @@ __all__ = [
     "MarginStats",
     "PairReport",
     "SubsetAccuracy",
+    "benchmarks",
     "calibration",
     "empirical_bon_gold_curves",
     "evaluate_pairs",
