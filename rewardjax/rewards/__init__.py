@@ -4,6 +4,10 @@
 float32 rewards `[B]` (see `base`). Implementations: `GoldReward` (the synthetic task's gold
 reward), `ModelReward` (a trained reward model or ensemble), `RuleReward` (a Python rule on text,
 with `exact_match` and `regex_format`), `CombinedReward` (a weighted sum through `transforms`).
+Verifiable rewards (`verifiable`): `normalized_match`, `math_match` (boxed answers as exact
+rationals), `choice_match`, `tag_format`, `LengthPenalty`, `ReferenceLikelihoodReward`. Rubrics
+(`rubrics`): `Rubric` of `RubricItem`s, `RubricReward` (hard-gated weighted fraction, a `judge`
+hook), `rubric_votes` (criterion-wise pairwise), `load_rubrics` (JSONL).
 
 Typical use::
 
@@ -25,6 +29,19 @@ from rewardjax.rewards.base import (
 from rewardjax.rewards.combined import REFERENCE_TRANSFORMS, TRANSFORMS, CombinedReward
 from rewardjax.rewards.gold import GoldReward, min_gold_reward
 from rewardjax.rewards.model import ENSEMBLE_REDUCTIONS, ModelReward
+from rewardjax.rewards.rubrics import (
+    ITEM_KINDS,
+    VERIFIER_TYPES,
+    JudgeQuestion,
+    Rubric,
+    RubricItem,
+    RubricReward,
+    RubricVotes,
+    load_rubrics,
+    make_verifier,
+    rubric_scores,
+    rubric_votes,
+)
 from rewardjax.rewards.rules import RuleReward, exact_match, normalize_whitespace, regex_format
 from rewardjax.rewards.verifiable import (
     PERCENT_MODES,
@@ -45,17 +62,24 @@ from rewardjax.rewards.verifiable import (
 
 __all__ = [
     "ENSEMBLE_REDUCTIONS",
+    "ITEM_KINDS",
     "PERCENT_MODES",
     "REFERENCE_TRANSFORMS",
     "TRANSFORMS",
+    "VERIFIER_TYPES",
     "CombinedReward",
     "GoldReward",
+    "JudgeQuestion",
     "LengthPenalty",
     "ModelReward",
     "ReferenceLikelihoodReward",
     "RewardFunction",
     "RewardInputs",
     "RewardOutput",
+    "Rubric",
+    "RubricItem",
+    "RubricReward",
+    "RubricVotes",
     "RuleReward",
     "check_inputs",
     "choice_match",
@@ -66,6 +90,8 @@ __all__ = [
     "extract_tag",
     "join_rows",
     "length_penalty",
+    "load_rubrics",
+    "make_verifier",
     "math_equal",
     "math_match",
     "min_gold_reward",
@@ -74,6 +100,8 @@ __all__ = [
     "normalized_match",
     "parse_number",
     "regex_format",
+    "rubric_scores",
+    "rubric_votes",
     "tag_format",
     "texts_of",
 ]
