@@ -6,6 +6,7 @@ files with file:line:field errors, and one CombinedReward of rubric, verifiable 
 import json
 import re
 
+import jax
 import numpy as np
 import pytest
 
@@ -145,9 +146,10 @@ def test_rubric_scores_and_votes_against_loops():
             (True, -1.0, 0.7),
             (False, 0.0, 0.5),
         ]:
-            got = rewards.rubric_scores(
-                s, w, hard, hard_gate=gate, gate_reward=gate_reward, hard_threshold=threshold
-            )
+            got = jax.jit(
+                rewards.rubric_scores,
+                static_argnames=("hard_gate", "gate_reward", "hard_threshold"),
+            )(s, w, hard, hard_gate=gate, gate_reward=gate_reward, hard_threshold=threshold)
             expected = [
                 _brute_score(
                     s[i], w[i], hard[i], gate=gate, gate_reward=gate_reward, threshold=threshold
@@ -156,7 +158,7 @@ def test_rubric_scores_and_votes_against_loops():
             ]
             np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
         s2 = rng.integers(0, 2, (b, k)).astype(float) if s.max() == 1 else rng.uniform(size=(b, k))
-        votes = rewards.rubric_votes(s, s2, w)
+        votes = jax.jit(rewards.rubric_votes)(s, s2, w)
         expected = np.asarray([_brute_votes(s[i], s2[i], w[i]) for i in range(b)])
         np.testing.assert_allclose(np.stack(votes, axis=1), expected, rtol=1e-6, atol=1e-6)
         swapped = rewards.rubric_votes(s2, s, w)
