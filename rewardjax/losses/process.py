@@ -149,8 +149,7 @@ def implicit_prm_outcome_loss(
     beta: float | Float[ArrayLike, "*#B"],
     where: Bool[ArrayLike, "*#B T"] | None = None,
 ) -> Float[Array, "*B"]:
-    """The implicit PRM's training loss: cross-entropy of the sequence implicit reward against the
-    outcome label.
+    """The implicit PRM's loss: cross-entropy of the implicit sequence reward vs the outcome label.
 
     r_θ(y) = β Σ_t log π_θ(y_t | y_<t) / π_ref(y_t | y_<t)      (t over the response tokens)
     loss = -(l·logσ(r_θ(y)) + (1 - l)·logσ(-r_θ(y)))
