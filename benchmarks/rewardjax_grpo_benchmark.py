@@ -150,53 +150,38 @@ def check_reward(iteration, state, batch, key) -> None:
         raise RuntimeError("EvenFraction differs from preference_pairs.even_fraction")
 
 
-def breakdown(iteration, state, batch, key, repeats: int) -> dict[str, float]:
-    """Seconds of each part of an iteration (best of `repeats`), blocking after each part: the
-    same calls as `_Iteration.__call__`, timed one by one."""
-    s = iteration.shapes
-    times: dict[str, list[float]] = {"sample": [], "reward": [], "update": [], "host": []}
-    rows = s.prompts * s.samples
-    flat = lambda x: x.reshape(rows, *x.shape[2:])
-    for i in range(repeats):
-        start = time.perf_counter()
-        k = jax.random.fold_in(key, 1000 + i)
-        sample_key, update_key = jax.random.split(k)
-        prompts, prompt_mask = jnp.asarray(batch["tokens"]), jnp.asarray(batch["mask"])
-        jax.block_until_ready((prompts, prompt_mask, update_key))
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(
-            iteration.sample(state.params["policy"], prompts, prompt_mask, sample_key)
-        )
-        t1 = time.perf_counter()
-        inputs = rewards.RewardInputs(
-            jnp.repeat(prompts, s.samples, axis=0),
-            jnp.repeat(prompt_mask, s.samples, axis=0),
-            flat(out.tokens),
-            flat(out.mask),
-            group_size=s.samples,
-        )
-        logp = jax.block_until_ready(flat(out.sampling_logprobs))
-        t2 = time.perf_counter()
-        scored = jax.block_until_ready(iteration.reward_fn(inputs))
-        t3 = time.perf_counter()
-        state, metrics = iteration.update(
-            state,
-            iteration.reference,
-            inputs.prompt_tokens,
-            inputs.prompt_mask,
-            inputs.completion_tokens,
-            inputs.completion_mask,
-            logp,
-            scored.rewards,
-            None,
-            update_key,
-        )
-        jax.block_until_ready((state, metrics))
-        t4 = time.perf_counter()
-        times["sample"].append(t1 - t0)
-        times["reward"].append(t3 - t2)
-        times["update"].append(t4 - t3)
-        times["host"].append((t0 - start) + (t2 - t1))
+def breakdown(iteration, state, batches, key, repeats: int) -> dict[str, float]:
+    """Seconds of each part of an iteration (best of `repeats` iterations): the iteration's jitted
+    sampler, its reward function and its jitted update are wrapped to block and time each call;
+    "host" is the rest of the iteration (the Python and the small array ops between them)."""
+    parts = {"sample": iteration.sample, "reward": iteration.reward_fn, "update": iteration.update}
+    spent: dict[str, float] = {}
+
+    def timed(name, fn):
+        def call(*a, **k):
+            start = time.perf_counter()
+            out = jax.block_until_ready(fn(*a, **k))
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+            return out
+
+        return call
+
+    for name, fn in parts.items():
+        setattr(iteration, name if name != "reward" else "reward_fn", timed(name, fn))
+    times: dict[str, list[float]] = {name: [] for name in (*parts, "host")}
+    try:
+        for i in range(repeats):
+            spent.clear()
+            batch = batches[i % len(batches)]
+            start = time.perf_counter()
+            state, metrics = iteration(state, batch, jax.random.fold_in(key, 1000 + i))
+            jax.block_until_ready((state, metrics))
+            total = time.perf_counter() - start
+            for name in parts:
+                times[name].append(spent.get(name, 0.0))
+            times["host"].append(total - sum(spent.values()))
+    finally:
+        iteration.sample, iteration.reward_fn, iteration.update = parts.values()
     return {k: min(v) for k, v in times.items()}
 
 
@@ -231,7 +216,7 @@ def main() -> None:
         "load_average_before": load_before,
     }
     if args.breakdown:
-        results["breakdown_s"] = breakdown(iteration, state, batches[-1], key, args.breakdown)
+        results["breakdown_s"] = breakdown(iteration, state, batches, key, args.breakdown)
     results["load_average_after"] = os.getloadavg()[0]
     print(
         f"rewardjax (jax {jax.__version__}) RL iteration, load average {load_before:.1f}; "

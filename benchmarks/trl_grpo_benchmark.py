@@ -33,6 +33,7 @@ import logging
 import os
 import sys
 import tempfile
+import time
 import warnings
 
 import datasets
@@ -73,9 +74,35 @@ class EvenFraction:
         return [preference_pairs.even_fraction(ids) for ids in completion_ids]
 
 
+class PartTimer:
+    """`--breakdown`: wall time of some of the trainer's methods (wrapped on the instance) per
+    timed iteration, e.g. `_generate` (HF generate) inside `_generate_and_score_completions`."""
+
+    def __init__(self, trainer, names: tuple[str, ...], timer: StepTimer):
+        self.seconds = {name: 0.0 for name in names}
+        self.timer = timer
+        for name in names:
+            setattr(trainer, name, self.wrap(name, getattr(trainer, name)))
+
+    def wrap(self, name, method):
+        def timed(*a, **k):
+            start = time.perf_counter()
+            out = method(*a, **k)
+            if self.timer.start is not None:  # after the warm-up
+                self.seconds[name] += time.perf_counter() - start
+            return out
+
+        return timed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     preference_pairs.add_grpo_arguments(parser)
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time generation, scoring and the loss inside the timed iterations",
+    )
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
@@ -135,6 +162,10 @@ def main() -> None:
             callbacks=[timer],
         )
         trainer.remove_callback(transformers.PrinterCallback)  # keeps stdout to our JSON
+        parts = None
+        if args.breakdown:
+            names = ("_generate", "_calculate_rewards", "_generate_and_score_completions")
+            parts = PartTimer(trainer, names, timer)
         dtype = str(trainer.model.dtype)
         reference = trainer.ref_model is not None
         trainer.train()
@@ -161,6 +192,17 @@ def main() -> None:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
     }
+    if parts is not None:
+        # Per iteration: generation, scoring (rewards; the reference's forward when beta > 0 and
+        # host work are the rest of _generate_and_score_completions), and the update (the rest).
+        per = {k: v / args.steps for k, v in parts.seconds.items()}
+        score = per.pop("_generate_and_score_completions")
+        results["breakdown_s"] = {
+            "generate": per["_generate"],
+            "reward": per["_calculate_rewards"],
+            "reference_and_host": score - per["_generate"] - per["_calculate_rewards"],
+            "update": seconds - score,
+        }
     print(
         f"TRL {trl.__version__} GRPOTrainer, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), load average {load_before:.1f}; {args.prompts} "
@@ -169,6 +211,9 @@ def main() -> None:
         f"({1e3 * seconds:.0f} ms/iteration)",
         file=sys.stderr,
     )
+    if parts is not None:
+        text = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in results["breakdown_s"].items())
+        print(f"parts (mean of {args.steps}): {text}", file=sys.stderr)
     print(json.dumps(results))
 
 
