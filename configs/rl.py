@@ -10,7 +10,10 @@ Each iteration samples `rl.num_samples` completions of `train.batch_size` prompt
 `ensemble=worst_case|uncertainty|...` for an ensemble head; `kind=rule` a regex on decoded text;
 `kind=combined` "kind:weight,..." through `transform`), and updates the policy (see
 `rewardjax.train.tasks.rl`). The policy starts from `init_from` (an SFT run, or a reward-model
-run's backbone) and the reference is that initial policy.
+run's backbone) and the reference is that initial policy. That run must have this config's
+`model` shape: on the synthetic task `model.vocab_size` is the task's vocabulary + 1 (9), where
+configs/sft.py and configs/reward_model.py keep the preset's 256, so train them with
+`--config.model.vocab_size=9`.
 
 Arg (`rewardjax.train.defaults.parse_arg`): one algorithm and `smoke`:
 - `ppo`: GAE with a critic, PPO clip, k1 KL in the reward with an adaptive coefficient

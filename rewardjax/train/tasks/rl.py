@@ -15,6 +15,9 @@ One step of the loop is one iteration:
 The old log-probs are the sampler's: it draws from `softmax(filter(logits / temperature))`, and the
 trainer's log-probs apply the same temperature and the same top-k / top-p filter to the policy's
 logits, so the ratio starts at 1 (to float32 rounding of the cached and the full forward pass).
+The KL (reference log-probs, k1 in the reward, estimators in the loss, the logged `kl`) is the
+models' own, at temperature 1 without top-k / top-p (the sampler's `logprobs`): a truncated
+reference gives the policy's tokens outside its support probability 0, an infinite KL.
 The state's step counts iterations (the optimiser's own count counts updates); the iteration's
 key is folded from the step, so a resumed run samples what the uninterrupted one would.
 The reference is the initial policy (`config.init_from`: an SFT run, or a reward-model run whose
@@ -64,15 +67,20 @@ def token_logprobs(
     temperature: float,
     top_k: int = 0,
     top_p: float = 1.0,
+    where: jax.Array | None = None,
 ) -> jax.Array:
     """`log softmax(filter(logits[:, t - 1] / temperature))[tokens[:, t]]`, `[B, T]` float32 (0 at
-    t = 0): what the sampler's `sampling_logprobs` are for the same settings."""
+    t = 0, and where `where` `[B, T]` is 0): what the sampler's `sampling_logprobs` are for the
+    same settings. A padding token can lie outside the top-k / top-p support (log-prob -inf, and
+    NaN in any KL of two such): give the mask as `where` to read 0 there, as the sampler does."""
     b, t, v = logits.shape
     scaled = logits[:, :-1].astype(jnp.float32) / temperature
     if top_k or top_p < 1.0:
         scaled = sampling.filter_logits(scaled.reshape(-1, v), top_k=top_k, top_p=top_p)
         scaled = scaled.reshape(b, t - 1, v)
     logp = sampling.token_logprobs(scaled, tokens[:, 1:])
+    if where is not None:
+        logp = jnp.where(where[:, 1:] > 0, logp, 0.0)
     return jnp.pad(logp, ((0, 0), (1, 0)))
 
 
@@ -85,9 +93,18 @@ def _left_padded(tokens: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Arr
 
 def _check(config: ml_collections.ConfigDict, n_rows: int) -> None:
     r = config.rl
+    kl_fields = f"config.rl.kl.placement={r.kl.placement!r}, estimator={r.kl.estimator!r}"
+    checks = (  # each names the config field it reads
+        (f"config.rl.advantage={r.advantage!r}", lambda: rl.advantages.spec(r.advantage)),
+        (f"config.rl.policy_loss={r.policy_loss!r}", lambda: rl.policy_losses.spec(r.policy_loss)),
+        (kl_fields, lambda: rl.kl_penalty.check_placement(r.kl.placement, r.kl.estimator)),
+    )
+    for fields, check in checks:
+        try:
+            check()
+        except ValueError as e:
+            raise ValueError(f"{fields}: {e}") from None
     adv = rl.advantages.spec(r.advantage)
-    rl.policy_losses.spec(r.policy_loss)
-    rl.kl_penalty.check_placement(r.kl.placement, r.kl.estimator)
     if r.kl.controller not in CONTROLLERS:
         raise ValueError(
             f"config.rl.kl.controller={r.kl.controller!r}: expected one of {CONTROLLERS}."
@@ -225,7 +242,8 @@ def _init_policy(ctx: Context, policy: CausalLM, example) -> tuple[Any, Any]:
     if not (init_from and os.path.exists(saved)):
         return ctx.init(policy, ctx.init_key, example)
     with open(saved, encoding="utf-8") as f:
-        task = json.load(f).get("task")
+        saved_config = ml_collections.ConfigDict(json.load(f))
+    task = saved_config.get("task")
     if task == "rl":
         raise ValueError(
             f"config.init_from={init_from!r} is an RL run: resume it with its own --workdir, or "
@@ -233,6 +251,20 @@ def _init_policy(ctx: Context, policy: CausalLM, example) -> tuple[Any, Any]:
         )
     if task != "reward_model":
         return ctx.init(policy, ctx.init_key, example)
+    # The policy takes the backbone whole: its shape must be this run's config.model.
+    theirs, ours = backbone_config(saved_config), ctx.backbone
+    shape = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "head_dim")
+    differ = [k for k in shape if getattr(theirs, k) != getattr(ours, k)]
+    if differ:
+        raise ValueError(
+            f"config.init_from={init_from!r} is a reward model whose backbone has "
+            + ", ".join(f"model.{k}={getattr(theirs, k)}" for k in differ)
+            + "; this run's config.model has "
+            + ", ".join(f"{k}={getattr(ours, k)}" for k in differ)
+            + ": set "
+            + " ".join(f"--config.model.{k}={getattr(theirs, k)}" for k in differ)
+            + " (or train the reward model with this run's config.model)."
+        )
     params, shardings = parallel.sharded_init(
         policy.init, ctx.init_key, example, mesh=ctx.mesh, rules=ctx.rules
     )
@@ -370,6 +402,7 @@ class _Iteration:
             inputs.completion_tokens,
             inputs.completion_mask,
             flat(out.sampling_logprobs),
+            flat(out.logprobs),
             scored.rewards,
             baseline,
             update_key,
@@ -405,6 +438,7 @@ def _update(
     completion_tokens,
     completion_mask,
     old_logp,
+    old_model_logp,
     scores,
     baseline,
     key,
@@ -423,15 +457,27 @@ def _update(
     n_rows, length = completion_tokens.shape
     decode = dict(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p)
 
+    truncated = r.temperature != 1.0 or r.top_k or r.top_p < 1.0
+
     def logps(p, rows):
+        """Log-probs of the completions under the distribution sampled (temperature, top-k and
+        top-p applied: the ratio's) and under the model itself (the KL's), and the logits."""
         logits = policy.apply(p, tokens[rows], segment_ids=mask[rows])[0]
-        return token_logprobs(logits, tokens[rows], **decode)[:, w:], logits[:, w - 1 : -1]
+        model = token_logprobs(logits, tokens[rows], temperature=1.0, where=mask[rows])
+        sampled = model
+        if truncated:
+            sampled = token_logprobs(logits, tokens[rows], where=mask[rows], **decode)
+        return sampled[:, w:], model[:, w:], logits[:, w - 1 : -1]
 
     everything = jnp.arange(n_rows)
-    ref_logp = jax.lax.stop_gradient(logps(reference, everything)[0])
+    # The KL is the models' own, temperature 1 and untruncated (the sampler's `logprobs`): a
+    # token sampled by the policy may lie outside the reference's top-k / top-p support.
+    ref_logp = jax.lax.stop_gradient(logps(reference, everything)[1])
     old_logp = old_logp.astype(jnp.float32)
     beta = state.extra["kl_beta"]
-    kl_tokens = rl.kl_penalty.token_kl(old_logp, ref_logp, cmask, estimator="k1")
+    kl_tokens = rl.kl_penalty.token_kl(
+        old_model_logp.astype(jnp.float32), ref_logp, cmask, estimator="k1"
+    )
     in_reward = r.kl.placement == "in_reward"
     scores = scores.astype(jnp.float32)
     if r.overlong == "penalty":
@@ -469,13 +515,13 @@ def _update(
     loss_fn = rl.policy_losses.get(r.policy_loss)
 
     def objective(params, rows):
-        logp, logits = logps(params["policy"], rows)
+        logp, model_logp, logits = logps(params["policy"], rows)
         m = cmask[rows]
         loss, aux = loss_fn(
             logp, old_logp[rows], adv.advantages[rows], m, **r.policy_loss_kwargs.to_dict()
         )
         if not in_reward:
-            k = rl.kl_penalty.token_kl(logp, ref_logp[rows], m, estimator=r.kl.estimator)
+            k = rl.kl_penalty.token_kl(model_logp, ref_logp[rows], m, estimator=r.kl.estimator)
             loss = loss + beta * k
         total = rl.aggregation.aggregate(
             loss, m, r.aggregation, max_length=length, weights=weights[rows]
