@@ -10,7 +10,7 @@ Typical use::
     state = it.get_state()    # save with the checkpoint; it.set_state(state) resumes
 """
 
-from rewardjax.data import benchmarks, synthetic
+from rewardjax.data import benchmarks, steps, synthetic
 from rewardjax.data.adapters import ADAPTERS, HELPSTEER2_ATTRIBUTES, adapt
 from rewardjax.data.conversions import convert
 from rewardjax.data.pipeline import (
@@ -37,6 +37,14 @@ from rewardjax.data.records import (
     UnpairedRecord,
     parse_record,
 )
+from rewardjax.data.steps import (
+    LABEL_KINDS,
+    STEP_LAYOUTS,
+    StepLoadReport,
+    StepRecord,
+    load_step_records,
+    parse_step_record,
+)
 from rewardjax.data.synthetic import MarkovTask, make_markov_task
 from rewardjax.data.tokenizers import (
     DEFAULT_CHAT_TEMPLATE,
@@ -53,7 +61,9 @@ __all__ = [
     "DEFAULT_CHAT_TEMPLATE",
     "FORMATS",
     "HELPSTEER2_ATTRIBUTES",
+    "LABEL_KINDS",
     "RECORD_KINDS",
+    "STEP_LAYOUTS",
     "ByteTokenizer",
     "EncodeStats",
     "EncodedDataset",
@@ -68,6 +78,8 @@ __all__ = [
     "Record",
     "RecordError",
     "SFTRecord",
+    "StepLoadReport",
+    "StepRecord",
     "Text",
     "Tokenizer",
     "UnpairedRecord",
@@ -80,9 +92,12 @@ __all__ = [
     "encode_example",
     "encode_records",
     "load_records",
+    "load_step_records",
     "make_markov_task",
     "pack_sft",
     "parse_record",
+    "parse_step_record",
     "read_rows",
+    "steps",
     "synthetic",
 ]

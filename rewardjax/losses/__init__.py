@@ -6,6 +6,8 @@
 - Policy losses on summed completion log-probs against a reference: `dpo`, `robust_dpo`, `ipo`,
   `slic_hinge`, `nca`, `bco`, `sppo_hard`, `apo_zero`, `apo_down`, `exo`, `discopop`;
   reference-free: `simpo`, `orpo`; unpaired: `kto`.
+- Process (step-level) rewards: `step_cross_entropy`, `step_bradley_terry`, the implicit PRM
+  (`implicit_prm_outcome_loss`, `implicit_prm_step_rewards`), `aggregate_steps`.
 - Helpers: `sequence_logprobs`, `implicit_reward`; losses by name: `get`, `names`, and `spec`
   (the layout, inputs, reference and implicit reward a trainer needs).
 
@@ -27,6 +29,13 @@ from rewardjax.losses.policy import (
     slic_hinge,
     sppo_hard,
 )
+from rewardjax.losses.process import (
+    aggregate_steps,
+    implicit_prm_outcome_loss,
+    implicit_prm_step_rewards,
+    step_bradley_terry,
+    step_cross_entropy,
+)
 from rewardjax.losses.reference_free import orpo, simpo
 from rewardjax.losses.registry import LossSpec, get, names, spec
 from rewardjax.losses.reward_model import (
@@ -42,6 +51,7 @@ from rewardjax.losses.unpaired import kto
 
 __all__ = [
     "LossSpec",
+    "aggregate_steps",
     "apo_down",
     "apo_zero",
     "bco",
@@ -52,6 +62,8 @@ __all__ = [
     "exo",
     "get",
     "hinge",
+    "implicit_prm_outcome_loss",
+    "implicit_prm_step_rewards",
     "implicit_reward",
     "ipo",
     "kto",
@@ -69,5 +81,7 @@ __all__ = [
     "slic_hinge",
     "spec",
     "sppo_hard",
+    "step_bradley_terry",
+    "step_cross_entropy",
     "thurstone",
 ]

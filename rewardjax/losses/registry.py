@@ -9,7 +9,15 @@ from typing import NamedTuple
 
 from jaxtyping import Array, Float
 
-from rewardjax.losses import listwise, logprobs, policy, reference_free, reward_model, unpaired
+from rewardjax.losses import (
+    listwise,
+    logprobs,
+    policy,
+    process,
+    reference_free,
+    reward_model,
+    unpaired,
+)
 
 __all__ = ["LossSpec", "get", "names", "spec"]
 
@@ -41,7 +49,8 @@ class LossSpec(NamedTuple):
     Attributes:
       fn: the per-example loss.
       layout: the batch layout it trains on (`rewardjax.data.BATCH_KEYS`): "pairwise" (also the
-        ordered pairs of ranked lists), "ranked", "rating" or "unpaired".
+        ordered pairs of ranked lists), "ranked", "rating", "unpaired" or "steps"
+        (process rewards: one score or label per step).
       inputs: "scores" (a reward model's outputs) or "logprobs" (a policy's completion log-probs).
       reference: policy losses: it reads the reference policy's log-probs.
       implicit_reward: policy losses: `(policy_logps [B], reference_logps [B] | None,
@@ -90,6 +99,9 @@ _LOSSES: dict[str, LossSpec] = {
         _policy(reference_free.simpo, _simpo_reward, reference=False),
         _policy(reference_free.orpo, _orpo_reward, reference=False),
         _policy(unpaired.kto, layout="unpaired"),
+        _score(process.step_cross_entropy, "steps"),
+        _score(process.step_bradley_terry, "steps"),
+        _policy(process.implicit_prm_outcome_loss, layout="steps"),
     )
 }
 

@@ -86,7 +86,23 @@ _REQUIRED_KEYWORDS = {
 _LISTWISE = {"scores", "log_probs"}  # these carry a trailing K axis (4)
 
 
-@pytest.mark.parametrize("name", losses.names())
+# Per-example losses on [*B] inputs; the step-level (process) losses take [*B, S] rows and are
+# resolved by the test below, their values checked in test_losses_process.py.
+PER_EXAMPLE = [n for n in losses.names() if losses.spec(n).layout != "steps"]
+
+
+def test_step_losses_resolve_to_the_process_module():
+    steps = [n for n in losses.names() if losses.spec(n).layout == "steps"]
+    assert sorted(steps) == [
+        "implicit_prm_outcome_loss",
+        "step_bradley_terry",
+        "step_cross_entropy",
+    ]
+    for name in steps:
+        assert losses.get(name) is getattr(losses.process, name)
+
+
+@pytest.mark.parametrize("name", PER_EXAMPLE)
 def test_registry_resolves_every_name_with_its_documented_signature(name):
     fn = losses.get(name)
     assert fn is getattr(losses, name)
