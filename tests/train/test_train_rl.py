@@ -10,10 +10,12 @@
 - a learned reward (reward.kind=model) and policies initialised from a reward-model run (its
   backbone) and from an SFT run.
 
-Runs are compile-bound, so the training runs share one worker subprocess (this file run as a
-script) with cheap XLA compiler flags and a persistent compilation cache: each algorithm compiles
-its own update, everything else (data, sampler, rewards) is compiled once. The runs are started
-by module-scoped fixtures and every test reads their work directories.
+Runs are compile-bound, so the training runs (each `rewardjax.train.run(config, workdir)`, in
+process) and the sampler/trainer rollouts share one worker subprocess (this file run as a script)
+with cheap XLA compiler flags and a persistent compilation cache: each algorithm compiles its own
+update, everything else (data, sampler, rewards) is compiled once. The 8-device run goes through
+`python -m rewardjax.main --cpu_devices=8` beside it. One module-scoped fixture starts both and
+every test reads their work directories (a failed run fails only the tests that read it).
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ def _config(spec: str, overrides: dict | None = None):
 
 
 def _work(runs_file: str) -> None:
-    """The worker: `train.run` each `{"name", "config", "overrides", "workdir"}` in order, and
-    write `{name: {"ok": ..., "error": ...}}` next to the runs file (a failure does not stop the
-    runs after it; the test that reads it reports the traceback)."""
+    """The worker: `train.run` each `{"name", "config", "overrides", "workdir"}` in order (config
+    "rollouts": save `_rollout`'s arrays for each of `SAMPLING`), and write `{name: {"ok": ...,
+    "error": ..., "seconds": ...}}` next to the runs file (a failure does not stop the runs after
+    it; the test that reads it reports the traceback)."""
     from rewardjax import train
 
     with open(runs_file) as f:
@@ -300,6 +303,22 @@ def test_every_algorithm_trains(runs, algo):
     if algo == "dapo":  # a fraction of the 2 groups of each iteration
         for r in records:
             assert r["filtered_groups"] * 2 in (0.0, 1.0, 2.0)
+    stds = np.array([r["advantage_std"] for r in records], np.float64)
+    if algo in ("grpo", "gspo", "dapo"):
+        # Group-normalised with the unbiased std: a group of N = 4 with distinct rewards has
+        # advantages of mean 0 and mean square (N - 1) / N, a group of equal rewards all 0; so
+        # the logged std (over all tokens) is sqrt(3/4 * k / P) for k of the P prompts.
+        prompts = 8 if algo == "grpo" else 2
+        grid = 0.75 * np.arange(1, prompts + 1) / prompts
+        assert all(np.min(np.abs(v**2 - grid)) < 1e-5 for v in stds), stds
+    elif algo == "reinforce_pp":  # returns whitened over the batch's tokens
+        np.testing.assert_allclose(stds, 1.0, rtol=1e-5)
+    elif algo == "rloo":
+        # The first iteration samples what Dr. GRPO's does (same key and parameters): RLOO's
+        # leave-one-out advantage r_i - mean_{j != i} r_j is N / (N - 1) times Dr. GRPO's
+        # group-centred reward (the KL in RLOO's reward is 0 at the first iteration).
+        dr_grpo = _records(runs["dirs"]["dr_grpo"])[0]["advantage_std"]
+        np.testing.assert_allclose(stds[0], 4 / 3 * dr_grpo, rtol=1e-5)
 
 
 def _filtered_logp(logits, token, *, temperature, top_k, top_p):
