@@ -1,6 +1,6 @@
 """Reward-model overoptimization under online RL, on the synthetic gold-reward task.
 
-    python -m experiments.rl_overoptimization --workdir=runs/overopt   # full, ~10-20 min
+    python -m experiments.rl_overoptimization --workdir=runs/overopt   # full, ~5 min
     python -m experiments.rl_overoptimization --workdir=/tmp/overopt --smoke  # ~2 min
 
 Question: does KL-regularised RL against a weak reward model overoptimise it, as Gao et al. found

@@ -19,6 +19,12 @@ gold reward is about 0.2 here):
   proxy, KL) > 0.9 and the proxy's moving average gains > 0.5 after the gold peak; and the gold
   run reaches more gold than the proxy run's peak.
 
+Caveat, measured: the peak is a property of the particular weak proxy. With these sizes about
+half of the proxies trained on 64-128 noisy pairs (RM seeds 0-2, two SFT starts) show it; the
+others keep raising or plateau the gold reward. The seeds here are fixed and the CPU runs are
+deterministic (the same numbers in repeated runs), so this checks the trainer's metrics on one
+configuration that does overoptimise, not the frequency of the phenomenon.
+
 The functions of `rewardjax.evaluate.overoptimization` are first checked on hand-written curves
 against NumPy / SciPy.
 """
