@@ -12,7 +12,6 @@ from rewardjax.train.loop import NonFiniteLossError, Preempted, fit
 from rewardjax.train.metrics import MetricWriter, read_jsonl
 from rewardjax.train.state import TrainState, make_optimizer, make_schedule
 from rewardjax.train.steps import (
-    REFERENCE_FREE,
     completion_logps,
     dpo_step,
     kto_loss,
@@ -32,7 +31,6 @@ from rewardjax.train.steps import (
 from rewardjax.train.tasks import load_data
 
 __all__ = [
-    "REFERENCE_FREE",
     "TASKS",
     "Checkpointer",
     "Data",

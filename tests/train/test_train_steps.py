@@ -185,6 +185,8 @@ def test_simpo_and_orpo_steps_are_reference_free_and_match_numpy():
     )(_sgd_state(params), batch)
     simpo = -_log_sigmoid(2.0 * (lc / nc - lr / nr) - 0.5)
     np.testing.assert_allclose(m["loss"], np.sum(simpo * w) / 2.0, rtol=1e-5)
+    # The metrics report SimPO's own implicit reward, beta * log-prob / length.
+    np.testing.assert_allclose(m["reward_chosen"], np.sum(2.0 * lc / nc * w) / 2.0, rtol=1e-5)
 
     _, m = jax.jit(
         lambda s, b: dpo_step(
@@ -194,6 +196,8 @@ def test_simpo_and_orpo_steps_are_reference_free_and_match_numpy():
     log_odds = lambda lp: lp - np.log1p(-np.exp(lp))
     orpo = -lc / nc + 0.1 * -_log_sigmoid(log_odds(lc / nc) - log_odds(lr / nr))
     np.testing.assert_allclose(m["loss"], np.sum(orpo * w) / 2.0, rtol=1e-5)
+    margin = log_odds(lc / nc) - log_odds(lr / nr)
+    np.testing.assert_allclose(m["reward_margin"], np.sum(margin * w) / 2.0, rtol=1e-4)
 
 
 def test_dpo_step_without_reference_names_the_missing_field():

@@ -20,7 +20,6 @@ Papers:
 
 from rewardjax.train.steps.common import LogitsFn, weighted_mean
 from rewardjax.train.steps.policy import (
-    REFERENCE_FREE,
     completion_logps,
     dpo_step,
     kto_loss,
@@ -40,7 +39,6 @@ from rewardjax.train.steps.reward import (
 )
 
 __all__ = [
-    "REFERENCE_FREE",
     "LogitsFn",
     "completion_logps",
     "dpo_step",

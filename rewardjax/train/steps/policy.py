@@ -24,7 +24,6 @@ from rewardjax.train.steps.common import (
 )
 
 __all__ = [
-    "REFERENCE_FREE",
     "completion_logps",
     "dpo_step",
     "kto_loss",
@@ -34,10 +33,6 @@ __all__ = [
     "reference_logps",
     "sft_step",
 ]
-
-
-# Policy losses that need no reference model, with their own signatures.
-REFERENCE_FREE = ("simpo", "orpo")
 
 
 def _stack_pairs(batch: Batch) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -99,7 +94,8 @@ def dpo_step(
     losses (DPO, Rafailov et al., arXiv:2305.18290, and its family); `simpo` gets summed log-probs
     and completion lengths (Meng et al., arXiv:2405.14734); `orpo` gets mean token log-probs (Hong
     et al., arXiv:2403.07691; ORPO is `loss_weight=0.1, nll_weight=1`). The implicit reward in the
-    metrics is `beta * (log π - log π_ref)` (`log π_ref = 0` for the reference-free losses).
+    metrics is the loss's own (`losses.spec(loss_name).implicit_reward`): `beta * (log π -
+    log π_ref)` for the reference-based losses, SimPO's length-normalised and ORPO's log-odds one.
 
     Args:
       state: the policy's train state.
@@ -117,12 +113,12 @@ def dpo_step(
       and rejected implicit rewards, chosen log-prob, gradient and parameter norms.
     """
     del rng
-    loss_fn = losses.get(loss_name)
+    spec = losses.spec(loss_name)
+    loss_fn = spec.fn
     kwargs = dict(loss_kwargs or {})
     n = batch["weight"].shape[0]
-    if loss_name in REFERENCE_FREE:
-        ref_c = ref_r = jnp.zeros((n,), jnp.float32)
-    else:
+    ref_c = ref_r = None
+    if spec.reference:
         for key in ("ref_chosen_logps", "ref_rejected_logps"):
             if key not in batch:
                 raise KeyError(
@@ -146,12 +142,17 @@ def dpo_step(
         per_example = loss_weight * pref
         if nll_weight:
             per_example = per_example - nll_weight * mean_c
-        return weighted_mean(per_example, weight), (pi_c, pi_r)
+        return weighted_mean(per_example, weight), (pi_c, pi_r, len_c, len_r)
 
-    (loss, (pi_c, pi_r)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (loss, (pi_c, pi_r, len_c, len_r)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params
+    )
+    reward = lambda pi, ref, length: spec.implicit_reward(
+        pi, ref, jnp.maximum(length, 1.0), beta=beta
+    )
     metrics = {
         "loss": loss,
-        **pair_metrics(beta * (pi_c - ref_c), beta * (pi_r - ref_r), weight),
+        **pair_metrics(reward(pi_c, ref_c, len_c), reward(pi_r, ref_r, len_r), weight),
         "logp_chosen": weighted_mean(pi_c, weight),
     }
     return apply_grads(state, grads, metrics)
