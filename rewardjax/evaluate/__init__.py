@@ -18,6 +18,13 @@ from rewardjax.evaluate.gold import (
     kendall_tau,
     spearman,
 )
+from rewardjax.evaluate.overoptimization import (
+    GoldPeak,
+    RLCurve,
+    gold_peak,
+    plot_rl_curves,
+    read_rl_curve,
+)
 from rewardjax.evaluate.pairs import (
     REWARDBENCH_SECTIONS,
     Calibration,
@@ -57,8 +64,10 @@ __all__ = [
     "BonGoldCurves",
     "Calibration",
     "GoldAgreement",
+    "GoldPeak",
     "MarginStats",
     "PairReport",
+    "RLCurve",
     "SubsetAccuracy",
     "benchmarks",
     "calibration",
@@ -69,6 +78,7 @@ __all__ = [
     "fit_bon_gold",
     "gold_agreement",
     "gold_pair_accuracy",
+    "gold_peak",
     "kendall_tau",
     "margin_stats",
     "markdown_table",
@@ -78,8 +88,10 @@ __all__ = [
     "plot_bon_curves",
     "plot_proxy_vs_gold",
     "plot_reliability",
+    "plot_rl_curves",
     "plot_subset_accuracy",
     "plot_training_curves",
+    "read_rl_curve",
     "reward_model_report",
     "score_pair_batches",
     "section_scores",
