@@ -343,7 +343,7 @@ def _filtered_logp(logits, token, *, temperature, top_k, top_p):
     return z[token] - (kept.max() + np.log(np.sum(np.exp(kept - kept.max()))))
 
 
-SAMPLING = [(1.5, 3, 1.0), (0.8, 0, 0.7), (1.3, 5, 0.8)]  # temperature, top-k, top-p
+SAMPLING = [(1.5, 3, 1.0), (0.8, 0, 0.7)]  # temperature, top-k, top-p
 PROMPT_WIDTH = 4
 
 

@@ -457,7 +457,7 @@ def _update(
     n_rows, length = completion_tokens.shape
     decode = dict(temperature=r.temperature, top_k=r.top_k, top_p=r.top_p)
 
-    truncated = r.temperature != 1.0 or r.top_k or r.top_p < 1.0
+    reshaped = r.temperature != 1.0 or r.top_k or r.top_p < 1.0  # sampled != the model's
 
     def logps(p, rows):
         """Log-probs of the completions under the distribution sampled (temperature, top-k and
@@ -465,7 +465,7 @@ def _update(
         logits = policy.apply(p, tokens[rows], segment_ids=mask[rows])[0]
         model = token_logprobs(logits, tokens[rows], temperature=1.0, where=mask[rows])
         sampled = model
-        if truncated:
+        if reshaped:
             sampled = token_logprobs(logits, tokens[rows], where=mask[rows], **decode)
         return sampled[:, w:], model[:, w:], logits[:, w - 1 : -1]
 
