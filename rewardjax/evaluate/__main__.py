@@ -24,10 +24,12 @@ import sys
 import ml_collections
 from absl import app, flags
 
-from rewardjax import parallel, rewards
-from rewardjax.data import RecordError, synthetic
+from rewardjax import parallel, rewards, train
+from rewardjax.data import RecordError
 from rewardjax.data.benchmarks import BENCHMARKS, read_benchmark
 from rewardjax.evaluate import benchmarks as bench
+from rewardjax.train.data import markov_task, tokenizer_from_config
+from rewardjax.train.tasks import reward_model
 
 _BENCHMARK = flags.DEFINE_enum("benchmark", None, BENCHMARKS, "The benchmark's file layout.")
 _PATH = flags.DEFINE_string("path", None, "The benchmark file (JSONL, JSON array, Parquet).")
@@ -69,27 +71,8 @@ def _saved_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def _synthetic_task(c: ml_collections.ConfigDict) -> synthetic.MarkovTask:
-    """The world `config.data.synthetic` describes (the fields `rewardjax.train.data` reads)."""
-    return synthetic.make_markov_task(
-        c.seed,
-        vocab_size=c.vocab_size,
-        length=c.length,
-        prompt_length=c.prompt_length,
-        concentration=c.concentration,
-        memoryless=c.memoryless,
-        reward=c.reward,
-        reward_scale=c.reward_scale,
-        pattern=tuple(c.pattern),
-        pattern_bonus=c.pattern_bonus,
-    )
-
-
 def _reward_source(reward: str, workdir: str | None):
     """(reward function, tokenizer, prompt format, notes)."""
-    from rewardjax import train
-    from rewardjax.train.data import tokenizer_from_config
-
     if reward == "gold":
         config = _saved_config(workdir) if workdir else train.base_config("reward_model")
         if config.data.source != "synthetic":
@@ -97,7 +80,7 @@ def _reward_source(reward: str, workdir: str | None):
                 f"--reward=gold is the synthetic task's gold reward, but the run in {workdir!r} "
                 "trained on files; use --reward=model"
             )
-        task = _synthetic_task(config.data.synthetic)
+        task = markov_task(config.data.synthetic)
         notes = {"reward": "gold (synthetic task)", "task seed": config.data.synthetic.seed}
         return (
             rewards.GoldReward(task),
@@ -108,12 +91,9 @@ def _reward_source(reward: str, workdir: str | None):
     if not workdir:
         raise ValueError("--reward=model needs --model_workdir, the work directory of the run")
     config = _saved_config(workdir)
-    # TODO(rl owner): make `_reward_model` public in rewardjax.train (e.g. train.load_reward_model).
-    from rewardjax.train.tasks.rl import _reward_model
-
     mesh = parallel.mesh_from_config(config.mesh)
     rules = parallel.logical_rules(config.sharding_rules.to_dict())
-    model, params = _reward_model(workdir, mesh, rules)
+    model, params = reward_model.load_trained(workdir, mesh, rules, field="--model_workdir")
     if config.data.source == "synthetic":
         tokenizer, fmt = bench.SyntheticTextTokenizer(config.data.synthetic.vocab_size), "plain"
     else:

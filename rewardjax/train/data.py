@@ -12,7 +12,7 @@ import numpy as np
 from rewardjax import data as data_lib
 from rewardjax.data import synthetic
 
-__all__ = ["Data", "read_data", "tokenizer_from_config"]
+__all__ = ["Data", "markov_task", "read_data", "tokenizer_from_config"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +30,9 @@ class Data:
         return self.task.model_vocab_size if self.task else self.tokenizer.vocab_size
 
 
-def _synthetic_data(c: ml_collections.ConfigDict) -> Data:
-    task = synthetic.make_markov_task(
+def markov_task(c: ml_collections.ConfigDict) -> synthetic.MarkovTask:
+    """The synthetic world `config.data.synthetic` describes."""
+    return synthetic.make_markov_task(
         c.seed,
         vocab_size=c.vocab_size,
         length=c.length,
@@ -43,6 +44,10 @@ def _synthetic_data(c: ml_collections.ConfigDict) -> Data:
         pattern=tuple(c.pattern),
         pattern_bonus=c.pattern_bonus,
     )
+
+
+def _synthetic_data(c: ml_collections.ConfigDict) -> Data:
+    task = markov_task(c)
     # One draw split in two (train, then eval): one compilation of the sampler.
     pairs = synthetic.sample_preference_pairs(
         task,

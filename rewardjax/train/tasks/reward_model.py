@@ -16,17 +16,19 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
 from rewardjax import evaluate, losses, parallel
 from rewardjax.models import CausalLM, RewardModel, RewardModelConfig
 from rewardjax.train import steps
+from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.metrics import MetricWriter, read_jsonl
 from rewardjax.train.state import TrainState
-from rewardjax.train.tasks.common import Context, Task, mean_metrics
+from rewardjax.train.tasks.common import Context, Task, backbone_config, mean_metrics
 
-__all__ = ["build", "layouts"]
+__all__ = ["build", "layouts", "load_trained"]
 
 
 def layouts(config: ml_collections.ConfigDict, train_kind: str, eval_kind: str | None):
@@ -183,3 +185,41 @@ def _report(ctx: Context, model: RewardModel, state: TrainState) -> dict[str, An
         writer.write(step, {f"eval/{k}": v for k, v in pairs.as_dict().items()})
         writer.close()
     return {"report": path}
+
+
+def load_trained(
+    workdir: str, mesh, rules, *, field: str = "config.reward.model_workdir"
+) -> tuple[RewardModel, Any]:
+    """The reward model trained in `workdir` (a reward-model run's config.json and latest
+    checkpoint) and its parameters, placed on `mesh` by `rules`; `field` names the setting that
+    gave `workdir`, for the errors."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(
+            f"{field}={workdir!r} holds no config.json: give the work "
+            "directory of a reward-model run (python -m rewardjax.main --config=configs/"
+            "reward_model.py --workdir=...)."
+        )
+    with open(path, encoding="utf-8") as f:
+        saved = ml_collections.ConfigDict(json.load(f))
+    if saved.task != "reward_model":
+        raise ValueError(f"{field}={workdir!r} is a {saved.task!r} run; give a reward-model run.")
+    model = RewardModel(
+        RewardModelConfig(
+            backbone=backbone_config(saved),
+            head=saved.head.name,
+            head_kwargs=saved.head.kwargs.to_dict(),
+            max_responses=4,
+        )
+    )
+    example = jnp.ones((1, 8), jnp.int32)
+    with parallel.mesh_rules(mesh, rules):
+        abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), example, example)
+    shardings = parallel.logical_shardings(abstract, mesh, rules)
+    target = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        nn.meta.unbox(abstract),
+        shardings,
+    )
+    params = Checkpointer(os.path.join(workdir, "checkpoints")).restore_params(target)
+    return model, params

@@ -35,7 +35,6 @@ import json
 import os
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -44,9 +43,9 @@ import optax
 from rewardjax import parallel, rewards, rl, sampling
 from rewardjax.data import synthetic
 from rewardjax.kl import KLControllerState, adaptive_kl_controller, fixed_kl_controller
-from rewardjax.models import CausalLM, RewardModel, RewardModelConfig, ValueModel
-from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.models import CausalLM, ValueModel
 from rewardjax.train.state import TrainState
+from rewardjax.train.tasks import reward_model
 from rewardjax.train.tasks.common import Context, Task, backbone_config
 
 __all__ = ["build", "layouts", "token_logprobs"]
@@ -143,43 +142,6 @@ def _controller(k: ml_collections.ConfigDict):
     return rl.kl_penalty.lagrangian_kl_controller(k.beta, k.target, k.lr)
 
 
-def _reward_model(workdir: str, mesh, rules) -> tuple[RewardModel, Any]:
-    """The reward model trained in `workdir` and its parameters."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise ValueError(
-            f"config.reward.model_workdir={workdir!r} holds no config.json: give the work "
-            "directory of a reward-model run (python -m rewardjax.main --config=configs/"
-            "reward_model.py --workdir=...)."
-        )
-    with open(path, encoding="utf-8") as f:
-        saved = ml_collections.ConfigDict(json.load(f))
-    if saved.task != "reward_model":
-        raise ValueError(
-            f"config.reward.model_workdir={workdir!r} is a {saved.task!r} run; give a "
-            "reward-model run."
-        )
-    model = RewardModel(
-        RewardModelConfig(
-            backbone=backbone_config(saved),
-            head=saved.head.name,
-            head_kwargs=saved.head.kwargs.to_dict(),
-            max_responses=4,
-        )
-    )
-    example = jnp.ones((1, 8), jnp.int32)
-    with parallel.mesh_rules(mesh, rules):
-        abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0), example, example)
-    shardings = parallel.logical_shardings(abstract, mesh, rules)
-    target = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        nn.meta.unbox(abstract),
-        shardings,
-    )
-    params = Checkpointer(os.path.join(workdir, "checkpoints")).restore_params(target)
-    return model, params
-
-
 def _reward_function(ctx: Context, kind: str) -> rewards.RewardFunction:
     """The reward function `config.reward` names (`kind` one of gold, model, rule)."""
     c, task = ctx.config.reward, ctx.data.task
@@ -196,7 +158,7 @@ def _reward_function(ctx: Context, kind: str) -> rewards.RewardFunction:
                 "config.reward.kind='model' needs config.reward.model_workdir, the work "
                 "directory of a reward-model run."
             )
-        model, params = _reward_model(c.model_workdir, ctx.mesh, ctx.rules)
+        model, params = reward_model.load_trained(c.model_workdir, ctx.mesh, ctx.rules)
         return rewards.ModelReward(
             model, params, ensemble=c.ensemble, uncertainty_coef=c.uncertainty_coef
         )
@@ -268,7 +230,9 @@ def _init_policy(ctx: Context, policy: CausalLM, example) -> tuple[Any, Any]:
     params, shardings = parallel.sharded_init(
         policy.init, ctx.init_key, example, mesh=ctx.mesh, rules=ctx.rules
     )
-    _, rm_params = _reward_model(init_from, ctx.mesh, ctx.rules)
+    _, rm_params = reward_model.load_trained(
+        init_from, ctx.mesh, ctx.rules, field="config.init_from"
+    )
     return {
         "params": {**params["params"], "transformer": rm_params["params"]["backbone"]}
     }, shardings
