@@ -19,7 +19,7 @@ from rewardjax.numerics import as_float
 def plackett_luce(
     scores: Float[ArrayLike, "*B K"],
     *,
-    where: Bool[ArrayLike, "*B K"] | None = None,
+    where: Bool[ArrayLike, "*#B K"] | None = None,
 ) -> Float[Array, "*B"]:
     """Plackett–Luce negative log-likelihood of a full ranking, best first.
 
@@ -56,7 +56,7 @@ def listwise_softmax(
     scores: Float[ArrayLike, "*B K"],
     best_index: Int[ArrayLike, "*B"],
     *,
-    where: Bool[ArrayLike, "*B K"] | None = None,
+    where: Bool[ArrayLike, "*#B K"] | None = None,
 ) -> Float[Array, "*B"]:
     """Cross-entropy of the best response among K (softmax over the valid responses).
 

@@ -64,7 +64,7 @@ def _log_ratios(
     return pc - rc, pr - rr
 
 
-def _check_beta(beta: float) -> None:
+def _check_beta(beta: float | Float[ArrayLike, ""]) -> None:
     check_hparam("beta", beta, lambda v: v > 0.0, "positive")
 
 
@@ -74,8 +74,8 @@ def dpo(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
-    label_smoothing: float = 0.0,
+    beta: float | Float[ArrayLike, ""] = 0.1,
+    label_smoothing: float | Float[ArrayLike, ""] = 0.0,
     where: Where = None,
 ) -> Loss:
     """Direct Preference Optimization (conservative DPO when label_smoothing > 0).
@@ -119,8 +119,8 @@ def robust_dpo(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
-    label_smoothing: float = 0.1,
+    beta: float | Float[ArrayLike, ""] = 0.1,
+    label_smoothing: float | Float[ArrayLike, ""] = 0.1,
     where: Where = None,
 ) -> Loss:
     """Robust DPO: an unbiased estimate of the clean DPO loss under label flips with probability e.
@@ -168,7 +168,7 @@ def ipo(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
+    beta: float | Float[ArrayLike, ""] = 0.1,
     where: Where = None,
 ) -> Loss:
     """Identity Preference Optimisation: regress the log-ratio margin onto 1/(2β).
@@ -209,7 +209,7 @@ def slic_hinge(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
+    beta: float | Float[ArrayLike, ""] = 0.1,
     where: Where = None,
 ) -> Loss:
     """SLiC hinge loss on the log-ratio margin (TRL's loss_type="hinge").
@@ -248,7 +248,7 @@ def nca(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
+    beta: float | Float[ArrayLike, ""] = 0.1,
     where: Where = None,
 ) -> Loss:
     """Noise Contrastive Alignment, pairwise form (TRL's loss_type="nca_pair").
@@ -293,7 +293,7 @@ def bco(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
+    beta: float | Float[ArrayLike, ""] = 0.1,
     delta: float | Float[ArrayLike, ""] = 0.0,
     where: Where = None,
 ) -> Loss:
@@ -340,7 +340,7 @@ def sppo_hard(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
+    beta: float | Float[ArrayLike, ""] = 0.1,
     where: Where = None,
 ) -> Loss:
     """Self-Play Preference Optimisation with hard win probabilities (1 for chosen, 0 for rejected).
@@ -381,7 +381,7 @@ def apo_zero(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
+    beta: float | Float[ArrayLike, ""] = 0.1,
     where: Where = None,
 ) -> Loss:
     """Anchored Preference Optimisation, zero variant: raise chosen, lower rejected likelihood.
@@ -423,7 +423,7 @@ def apo_down(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
+    beta: float | Float[ArrayLike, ""] = 0.1,
     where: Where = None,
 ) -> Loss:
     """Anchored Preference Optimisation, down variant: lower chosen, lower rejected more.
@@ -465,8 +465,8 @@ def exo(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
-    epsilon: float = 1e-3,
+    beta: float | Float[ArrayLike, ""] = 0.1,
+    epsilon: float | Float[ArrayLike, ""] = 1e-3,
     where: Where = None,
 ) -> Loss:
     """Efficient Exact Optimisation, pairwise form (TRL's loss_type="exo_pair").
@@ -517,8 +517,8 @@ def discopop(
     reference_chosen_logps: LogProbs,
     reference_rejected_logps: LogProbs,
     *,
-    beta: float = 0.1,
-    tau: float = 0.05,
+    beta: float | Float[ArrayLike, ""] = 0.1,
+    tau: float | Float[ArrayLike, ""] = 0.05,
     where: Where = None,
 ) -> Loss:
     """DiscoPOP (log-ratio modulated loss): a blend of the logistic and exponential losses.

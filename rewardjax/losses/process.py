@@ -84,10 +84,10 @@ def step_cross_entropy(
 
 def step_bradley_terry(
     scores: Float[ArrayLike, "*B S"],
-    pairs: Int[ArrayLike, "*#B P 2"],
+    pairs: Int[ArrayLike, "*#B P _"],  # the body checks the axis of 2 and names the fix
     *,
     margin: float | Float[ArrayLike, "*#B P"] = 0.0,
-    label_smoothing: float = 0.0,
+    label_smoothing: float | Float[ArrayLike, ""] = 0.0,
     where: Bool[ArrayLike, "*#B P"] | None = None,
 ) -> Float[Array, "*B P"]:
     """Bradley–Terry negative log-likelihood on pairs of steps of one row of step scores.

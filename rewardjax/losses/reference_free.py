@@ -20,8 +20,8 @@ def simpo(
     chosen_lengths: Float[ArrayLike, "*#B"],
     rejected_lengths: Float[ArrayLike, "*#B"],
     *,
-    beta: float = 2.0,
-    gamma: float = 0.5,
+    beta: float | Float[ArrayLike, ""] = 2.0,
+    gamma: float | Float[ArrayLike, ""] = 0.5,
     where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """SimPO: Bradley–Terry on length-normalised policy log-probs with a target margin.
@@ -54,7 +54,7 @@ def simpo(
     return masked_loss(-jax.nn.log_sigmoid(beta * (pc / len_c - pr / len_r) - gamma), where)
 
 
-def _log_odds(mean_logps: Array) -> Array:
+def _log_odds(mean_logps: Float[ArrayLike, "*B"]) -> Float[Array, "*B"]:
     """log(p / (1 - p)) from log p ≤ 0; log p is capped just below 0 so that p = 1 stays finite."""
     log_p = jnp.minimum(mean_logps, -jnp.finfo(mean_logps.dtype).tiny)
     return log_p - log1mexp(log_p)

@@ -37,7 +37,7 @@ def bradley_terry(
     rejected: Float[ArrayLike, "*#B"],
     *,
     margin: float | Float[ArrayLike, "*#B"] = 0.0,
-    label_smoothing: float = 0.0,
+    label_smoothing: float | Float[ArrayLike, ""] = 0.0,
     where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Bradley–Terry negative log-likelihood that `chosen` beats `rejected`.
@@ -69,7 +69,7 @@ def hinge(
     chosen: Float[ArrayLike, "*#B"],
     rejected: Float[ArrayLike, "*#B"],
     *,
-    margin: float = 1.0,
+    margin: float | Float[ArrayLike, ""] = 1.0,
     where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Pairwise hinge (ranking SVM) loss.
@@ -98,7 +98,7 @@ def thurstone(
     chosen: Float[ArrayLike, "*#B"],
     rejected: Float[ArrayLike, "*#B"],
     *,
-    scale: float = 1.0,
+    scale: float | Float[ArrayLike, ""] = 1.0,
     where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """Thurstone (probit) negative log-likelihood that `chosen` beats `rejected`.

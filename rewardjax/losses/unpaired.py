@@ -17,9 +17,9 @@ def kto(
     desirable: Bool[ArrayLike, "*#B"],
     reference_point: Float[ArrayLike, "*#B"],
     *,
-    beta: float = 0.1,
-    desirable_weight: float = 1.0,
-    undesirable_weight: float = 1.0,
+    beta: float | Float[ArrayLike, ""] = 0.1,
+    desirable_weight: float | Float[ArrayLike, ""] = 1.0,
+    undesirable_weight: float | Float[ArrayLike, ""] = 1.0,
     where: Bool[ArrayLike, "*#B"] | None = None,
 ) -> Float[Array, "*B"]:
     """KTO loss for single completions labelled desirable or undesirable.
