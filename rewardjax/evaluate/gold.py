@@ -196,7 +196,7 @@ def exact_bon_gold_curves(
     probs: Float[ArrayLike, "*batch Y"],
     proxy: Float[ArrayLike, "*batch Y"],
     gold: Float[ArrayLike, "*batch Y"],
-    ns: Real[ArrayLike, " K"] | Sequence[float],
+    ns: Real[ArrayLike, " K"] | Sequence[Real[ArrayLike, ""]],
 ) -> BonGoldCurves:
     """Exact best-of-n curves on a discrete base law: gold reward of proxy- and gold-selected BoN.
 

@@ -222,8 +222,8 @@ def calibration(
     *,
     num_bins: int = 10,
     binning: str = "width",
-    lo: float = 0.0,
-    hi: float = 1.0,
+    lo: float | Float[ArrayLike, ""] = 0.0,
+    hi: float | Float[ArrayLike, ""] = 1.0,
     weight: Real[ArrayLike, " B"] | None = None,
 ) -> Calibration:
     """Expected calibration error of predicted probabilities against outcomes, with its bins.
@@ -272,7 +272,7 @@ def pair_calibration(
     chosen: Float[ArrayLike, " B"],
     rejected: Float[ArrayLike, " B"],
     *,
-    scale: float = 1.0,
+    scale: float | Float[ArrayLike, ""] = 1.0,
     num_bins: int = 10,
     binning: str = "width",
     weight: Real[ArrayLike, " B"] | None = None,
