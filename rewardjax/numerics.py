@@ -9,7 +9,7 @@ Papers:
 """
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,17 +26,18 @@ __all__ = [
 ]
 
 
-def as_float(x: ArrayLike) -> Array:
+def as_float(x: ArrayLike | Sequence[float]) -> Array:
     """Returns `x` with at least float32 precision (bfloat16 is promoted, float64 is kept).
 
-    Integers and booleans become float32 (float64 when x64 is enabled and `x` is 64-bit).
+    Integers and booleans become float32 (float64 when x64 is enabled and `x` is 64-bit); a
+    sequence of numbers becomes an array.
     """
     x = jnp.asarray(x)
     return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
 def weighted_mean(
-    x: Float[ArrayLike, "*#B"], weight: Shaped[ArrayLike, "*#B"] | None = None
+    x: Shaped[ArrayLike, "*#B"], weight: Shaped[ArrayLike, "*#B"] | None = None
 ) -> Float[Array, ""]:
     """The weighted mean of `x`; 0 (with a zero gradient) when every weight is 0.
 
