@@ -50,7 +50,9 @@ def test_invariances(seed, scale, shift):
     assert 0.0 <= d <= 2.0 + 1e-6
     np.testing.assert_allclose(theory.starc_distance(b, a, p), d, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(theory.starc_distance(scale * a + shift, b, p), d, atol=1e-4)
-    assert theory.starc_distance(a, scale * a + shift, p) < 1e-3
+    # An affine image is at distance 0; float32 rounding of the normalised rewards (relative
+    # ~1e-7) reaches the distance through a square root: ~sqrt(Y * 1e-7) ~ 1e-3 at worst.
+    assert theory.starc_distance(a, scale * a + shift, p) < 3e-3
 
 
 def test_zero_probability_outcomes_equal_slicing():
