@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Shaped
+from jaxtyping import Array, ArrayLike, Float, Real, Shaped
 
 from rewardjax import transforms
 from rewardjax.numerics import as_float
@@ -118,7 +118,7 @@ def _check_groups(batch: int, group_size: int, *, min_size: int = 1) -> int:
 
 
 def sequence_rewards(
-    token_rewards: Float[ArrayLike, "*K B T"], mask: Shaped[ArrayLike, "B T"]
+    token_rewards: Real[ArrayLike, "*K B T"], mask: Shaped[ArrayLike, "B T"]
 ) -> Float[Array, "*K B"]:
     """The per-row reward: the sum of the token rewards over real tokens.
 
@@ -158,7 +158,11 @@ def _group_std(grouped: Array, ddof: int) -> Array:
 
 
 def _reverse_discount(
-    rewards: Array, values: Array, mask: Array, gamma: float, lam: float
+    rewards: Array,
+    values: Array,
+    mask: Array,
+    gamma: float | Float[ArrayLike, ""],
+    lam: float | Float[ArrayLike, ""],
 ) -> tuple[Array, Array]:
     """GAE over the real tokens of each row, skipping masked positions (reverse scan).
 
@@ -182,7 +186,7 @@ def _reverse_discount(
     return adv, jnp.where(mask, adv + values, 0.0)
 
 
-def _whiten_tokens(x: Array, mask: Array, eps: float) -> Array:
+def _whiten_tokens(x: Array, mask: Array, eps: float | Float[ArrayLike, ""]) -> Array:
     """(x - μ) / sqrt(σ² + eps), μ and σ² over the batch's real tokens only; 0 at masked ones."""
     return transforms.whiten(x, where=mask, eps=eps)
 
@@ -192,14 +196,14 @@ def _whiten_tokens(x: Array, mask: Array, eps: float) -> Array:
 
 
 def gae(
-    token_rewards: Float[ArrayLike, "B T"],
+    token_rewards: Real[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
     group_size: int = 1,
     values: Float[ArrayLike, "B T"] | None = None,
     baseline_rewards: Float[ArrayLike, " B"] | None = None,
-    gamma: float = 1.0,
-    lam: float = 0.95,
+    gamma: float | Float[ArrayLike, ""] = 1.0,
+    lam: float | Float[ArrayLike, ""] = 0.95,
 ) -> Advantages:
     """Generalized advantage estimation with a learned value function (PPO).
 
@@ -240,14 +244,14 @@ def gae(
 
 
 def grpo(
-    token_rewards: Float[ArrayLike, "B T"],
+    token_rewards: Real[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
     group_size: int,
     values: Float[ArrayLike, "B T"] | None = None,
     baseline_rewards: Float[ArrayLike, " B"] | None = None,
     scale: str = "group",
-    eps: float = 1e-6,
+    eps: float | Float[ArrayLike, ""] = 1e-6,
     ddof: int = 1,
 ) -> Advantages:
     """Group-relative advantages (GRPO), with the scale of Dr. GRPO or a batch std as options.
@@ -297,7 +301,7 @@ def grpo(
 
 
 def rloo(
-    token_rewards: Float[ArrayLike, "B T"],
+    token_rewards: Real[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
     group_size: int,
@@ -334,14 +338,14 @@ def rloo(
 
 
 def reinforce_pp(
-    token_rewards: Float[ArrayLike, "B T"],
+    token_rewards: Real[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
     group_size: int = 1,
     values: Float[ArrayLike, "B T"] | None = None,
     baseline_rewards: Float[ArrayLike, " B"] | None = None,
-    gamma: float = 1.0,
-    whiten_eps: float = 1e-8,
+    gamma: float | Float[ArrayLike, ""] = 1.0,
+    whiten_eps: float | Float[ArrayLike, ""] = 1e-8,
 ) -> Advantages:
     """REINFORCE++: the discounted return of the token rewards, whitened over the batch.
 
@@ -375,13 +379,13 @@ def reinforce_pp(
 
 
 def reinforce_pp_baseline(
-    token_rewards: Float[ArrayLike, "B T"],
+    token_rewards: Real[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
     group_size: int,
     values: Float[ArrayLike, "B T"] | None = None,
     baseline_rewards: Float[ArrayLike, " B"] | None = None,
-    whiten_eps: float = 1e-8,
+    whiten_eps: float | Float[ArrayLike, ""] = 1e-8,
 ) -> Advantages:
     """REINFORCE++-baseline: the group mean subtracted from the sequence reward, then whitened
     over the batch's real tokens.
@@ -415,7 +419,7 @@ def reinforce_pp_baseline(
 
 
 def remax(
-    token_rewards: Float[ArrayLike, "B T"],
+    token_rewards: Real[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
     group_size: int = 1,
@@ -459,16 +463,16 @@ def remax(
 
 
 def gdpo(
-    token_rewards: Float[ArrayLike, "K B T"],
+    token_rewards: Real[ArrayLike, "K B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
     group_size: int,
     values: Float[ArrayLike, "B T"] | None = None,
     baseline_rewards: Float[ArrayLike, " B"] | None = None,
     weights: Float[ArrayLike, " K"] | None = None,
-    eps: float = 1e-6,
+    eps: float | Float[ArrayLike, ""] = 1e-6,
     ddof: int = 1,
-    whiten_eps: float = 1e-8,
+    whiten_eps: float | Float[ArrayLike, ""] = 1e-8,
 ) -> Advantages:
     """GDPO multi-reward advantages: normalise each reward within its group, sum with weights,
     then whiten over the batch.

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int, Real
 
 from rewardjax.numerics import as_float, check_hparam
 
@@ -134,8 +134,8 @@ def constraints_update(
     state: ConstraintState,
     reward_means: Float[ArrayLike, " K"],
     *,
-    thresholds: Float[ArrayLike, " K"],
-    lr: float,
+    thresholds: Float[ArrayLike, ""] | Float[ArrayLike, " K"],
+    lr: float | Real[ArrayLike, ""],
 ) -> ConstraintState:
     """One projected dual-ascent step on the multipliers.
 
@@ -181,7 +181,9 @@ def reward_weights(state: ConstraintState) -> Float[Array, " K"]:
     return state.objective_weights - sign * state.multipliers
 
 
-def combine_rewards(rewards: Float[ArrayLike, "K B"], state: ConstraintState) -> Float[Array, " B"]:
+def combine_rewards(
+    rewards: Real[ArrayLike, " K *B"], state: ConstraintState
+) -> Float[Array, "*B"]:
     """The Lagrangian's reward: the component rewards weighted by the current multipliers.
 
     r_i = Σ_k c_k r_ki,   c_k = w_k - λ_k ('at_most', 'equal'),   c_k = w_k + λ_k ('at_least')

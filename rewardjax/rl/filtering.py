@@ -16,7 +16,7 @@ Papers:
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Bool, Float, Int, Shaped
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real, Shaped
 
 from rewardjax.numerics import as_float
 
@@ -54,7 +54,7 @@ class TruncatedMask(NamedTuple):
 
 
 def group_filter_mask(
-    rewards: Float[ArrayLike, " B"], *, group_size: int, tol: float = 0.0
+    rewards: Real[ArrayLike, " B"], *, group_size: int, tol: float | Float[ArrayLike, ""] = 0.0
 ) -> GroupFilter:
     """DAPO dynamic sampling: drop the groups whose rewards (nearly) all agree.
 

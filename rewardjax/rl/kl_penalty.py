@@ -29,7 +29,7 @@ Papers:
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Shaped
+from jaxtyping import Array, ArrayLike, Bool, Float, Real, Shaped
 
 from rewardjax import kl
 from rewardjax.kl import KLController, KLControllerState
@@ -128,7 +128,7 @@ def check_placement(placement: str, estimator: str) -> None:
 
 
 def reward_with_kl(
-    scores: Float[ArrayLike, " B"],
+    scores: Real[ArrayLike, " B"] | Bool[ArrayLike, " B"],
     kl_tokens: Float[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,

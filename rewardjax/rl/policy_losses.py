@@ -122,9 +122,9 @@ def ppo_clip(
     advantages: Float[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
-    epsilon_low: float = 0.2,
-    epsilon_high: float | None = None,
-    dual_clip_c: float | None = None,
+    epsilon_low: float | Float[ArrayLike, ""] = 0.2,
+    epsilon_high: float | Float[ArrayLike, ""] | None = None,
+    dual_clip_c: float | Float[ArrayLike, ""] | None = None,
 ) -> tuple[Float[Array, "B T"], PolicyLossAux]:
     """PPO's clipped surrogate per token, with clip-higher and an optional dual clip.
 
@@ -182,8 +182,8 @@ def gspo(
     advantages: Float[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
-    epsilon_low: float = 3e-4,
-    epsilon_high: float = 4e-4,
+    epsilon_low: float | Float[ArrayLike, ""] = 3e-4,
+    epsilon_high: float | Float[ArrayLike, ""] = 4e-4,
 ) -> tuple[Float[Array, "B T"], PolicyLossAux]:
     """GSPO: the clipped surrogate with a sequence-level, length-normalised importance ratio.
 
@@ -236,8 +236,8 @@ def cispo(
     advantages: Float[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
-    epsilon_low: float = 1.0,
-    epsilon_high: float = 0.2,
+    epsilon_low: float | Float[ArrayLike, ""] = 1.0,
+    epsilon_high: float | Float[ArrayLike, ""] = 0.2,
 ) -> tuple[Float[Array, "B T"], PolicyLossAux]:
     """CISPO: REINFORCE weighted by a clipped, stop-gradient importance ratio.
 
@@ -286,7 +286,7 @@ def value_loss(
     returns: Float[ArrayLike, "B T"],
     mask: Shaped[ArrayLike, "B T"],
     *,
-    clip_range: float | None = 0.2,
+    clip_range: float | Float[ArrayLike, ""] | None = 0.2,
 ) -> tuple[Float[Array, "B T"], ValueLossAux]:
     """PPO's clipped value loss per token.
 
