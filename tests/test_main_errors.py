@@ -6,7 +6,6 @@ resume from a work directory whose checkpoint is garbage. The rest is checked in
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,20 +15,6 @@ from absl import flags
 from absl.testing import flagsaver
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    cache = tmp_path_factory.getbasetemp().parent / "rewardjax_main_xla_cache"
-    cache.mkdir(exist_ok=True)
-    return dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-        JAX_COMPILATION_CACHE_DIR=str(cache),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-    )
 
 
 def _error_line(env, workdir, *overrides):

@@ -49,21 +49,6 @@ MULTI = [
 ]
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    # The XLA cache of tests/test_main_smoke.py: the resumed run reuses the compiled programs.
-    cache = tmp_path_factory.getbasetemp().parent / "rewardjax_main_xla_cache"
-    cache.mkdir(exist_ok=True)
-    return dict(
-        {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},  # one CPU device
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-        JAX_COMPILATION_CACHE_DIR=str(cache),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-    )
-
-
 def _start(env, workdir, *extra_flags, num_devices=1):
     command = [sys.executable, "-m", "rewardjax.main", *CONFIG, f"--workdir={workdir}"]
     count = f" --xla_force_host_platform_device_count={num_devices}" if num_devices > 1 else ""

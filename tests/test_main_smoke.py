@@ -20,22 +20,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    # One persistent XLA cache shared by the runs (and pytest-xdist workers): most programs repeat.
-    cache = tmp_path_factory.getbasetemp().parent / "rewardjax_main_xla_cache"
-    cache.mkdir(exist_ok=True)
-    return dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        # Smoke runs are compile-bound: cheaper LLVM passes cut their CPU time by about a third.
-        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-        JAX_COMPILATION_CACHE_DIR=str(cache),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-    )
-
-
 def _main(env, config, workdir, *overrides):
     command = [sys.executable, "-m", "rewardjax.main", f"--config=configs/{config}"]
     command += [f"--workdir={workdir}", *overrides]

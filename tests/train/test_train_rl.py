@@ -132,27 +132,11 @@ BACKBONE_ERROR = (
 )
 
 
-def _env(tmp_path_factory) -> dict:
-    # The XLA cache of tests/test_main_smoke.py (same compiler flags): programs repeat.
-    cache = tmp_path_factory.getbasetemp().parent / "rewardjax_main_xla_cache"
-    cache.mkdir(exist_ok=True)
-    return dict(
-        {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},
-        JAX_PLATFORMS="cpu",
-        # Smoke runs are compile-bound: cheaper LLVM passes cut their CPU time by about half.
-        XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-        JAX_COMPILATION_CACHE_DIR=str(cache),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-    )
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, env):
     """Every run of this file: the worker's in-process runs and, beside it (the machine's other
     core), the 8-device run through `python -m rewardjax.main`."""
     root = tmp_path_factory.mktemp("rl")
-    env = _env(tmp_path_factory)
     log1 = {"train.log_every": 1}
     plan = []
 
