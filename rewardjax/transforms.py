@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float
 
 __all__ = [
     "calibrate",
@@ -41,7 +41,7 @@ __all__ = [
 
 
 def log_sigmoid_centered(
-    rewards: Float[Array, "*batch"], reference_rewards: Float[Array, "*batch"]
+    rewards: Float[ArrayLike, "*#batch"], reference_rewards: Float[ArrayLike, "*#batch"]
 ) -> Float[Array, "*batch"]:
     """Log-sigmoid of the reward centred on a per-prompt reference reward.
 
@@ -63,8 +63,10 @@ def log_sigmoid_centered(
 
 
 def reference_quantile(
-    reference_samples: Float[Array, "*batch N"], q: float = 0.85, axis: int = -1
-) -> Float[Array, "*batch"]:
+    reference_samples: Float[ArrayLike, "*batch N"],
+    q: float | Float[ArrayLike, ""] = 0.85,
+    axis: int = -1,
+) -> Float[Array, "..."]:  # reference_samples without `axis` (not always the last)
     """Per-prompt reference reward: the q-quantile of rewards of base-policy samples.
 
     r_ref(x) = Quantile_q{r(x, y_n) : y_n ~ π_ref(x), n = 1..N}, linear interpolation between
@@ -85,7 +87,7 @@ def reference_quantile(
 
 
 def preference_as_reward(
-    rewards: Float[Array, "*batch"], reference_rewards: Float[Array, "*batch N"]
+    rewards: Float[ArrayLike, "*batch"], reference_rewards: Float[ArrayLike, "*batch N"]
 ) -> Float[Array, "*batch"]:
     """Preference As Reward (PAR): mean Bradley–Terry win rate against reference samples.
 
@@ -106,7 +108,7 @@ def preference_as_reward(
 
 
 def calibrate(
-    rewards: Float[Array, "*batch"], reference_samples: Float[Array, "*batch N"]
+    rewards: Float[ArrayLike, "*batch"], reference_samples: Float[ArrayLike, "*batch N"]
 ) -> Float[Array, "*batch"]:
     """Calibrated reward: the reward's mid-rank among the reference policy's rewards.
 
@@ -131,8 +133,10 @@ def calibrate(
 
 
 def _masked_mean(
-    x: Float[Array, "*batch"], where: Bool[Array, "*batch"], axis: int | tuple[int, ...] | None
-) -> Float[Array, "*batch"]:
+    x: Float[ArrayLike, "*batch"],
+    where: Bool[ArrayLike, "*batch"],
+    axis: int | tuple[int, ...] | None,
+) -> Float[Array, "*#batch"]:  # keepdims: the reduced axes have size 1
     """Mean of x over `axis` where `where` is True, keepdims; 0 for a fully masked slice."""
     count = jnp.sum(where, axis=axis, keepdims=True)
     total = jnp.sum(jnp.where(where, x, 0), axis=axis, keepdims=True)
@@ -140,9 +144,9 @@ def _masked_mean(
 
 
 def center(
-    rewards: Float[Array, "*batch"],
+    rewards: Float[ArrayLike, "*batch"],
     *,
-    where: Bool[Array, "*batch"] | None = None,
+    where: Bool[ArrayLike, "*batch"] | None = None,
     axis: int | tuple[int, ...] | None = None,
 ) -> Float[Array, "*batch"]:
     """Subtract the (masked) mean reward.
@@ -168,12 +172,12 @@ def center(
 
 
 def whiten(
-    rewards: Float[Array, "*batch"],
+    rewards: Float[ArrayLike, "*batch"],
     *,
-    where: Bool[Array, "*batch"] | None = None,
+    where: Bool[ArrayLike, "*batch"] | None = None,
     axis: int | tuple[int, ...] | None = None,
     shift_mean: bool = True,
-    eps: float = 1e-8,
+    eps: float | Float[ArrayLike, ""] = 1e-8,
 ) -> Float[Array, "*batch"]:
     """Standardise rewards (or advantages) with the masked mean and variance, as in PPO.
 
@@ -206,7 +210,7 @@ def whiten(
 
 
 def clip(
-    rewards: Float[Array, "*batch"], *, lower: float | None = None, upper: float | None = None
+    rewards: Float[ArrayLike, "*batch"], *, lower: float | None = None, upper: float | None = None
 ) -> Float[Array, "*batch"]:
     """Clip rewards to [lower, upper].
 
@@ -234,7 +238,7 @@ _ENSEMBLE_METHODS = ("mean", "min", "uwo")
 
 
 def ensemble(
-    rewards: Float[Array, " E *batch"], *, method: str = "mean", coef: float = 1.0
+    rewards: Float[ArrayLike, " E *batch"], *, method: str = "mean", coef: float = 1.0
 ) -> Float[Array, "*batch"]:
     """Aggregate an ensemble of reward models over the leading axis E.
 
@@ -265,11 +269,11 @@ _COMBINE_METHODS = ("sum", "weighted", "min", "softmin")
 
 
 def combine(
-    rewards: Float[Array, " K *batch"],
+    rewards: Float[ArrayLike, " K *batch"],
     *,
     method: str = "sum",
-    weights: Float[Array, " K"] | None = None,
-    temperature: float = 1.0,
+    weights: Float[ArrayLike, " _"] | None = None,  # [K]; the body checks K and names the fix
+    temperature: float | Float[ArrayLike, ""] = 1.0,
 ) -> Float[Array, "*batch"]:
     """Combine K different rewards (e.g. helpfulness and harmlessness) over the leading axis.
 
