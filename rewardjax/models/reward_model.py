@@ -20,7 +20,7 @@ The scores `[B, K]` feed `losses.listwise_softmax` / `losses.plackett_luce` with
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import flax.linen as nn
 import jax
@@ -77,6 +77,7 @@ class RewardModelConfig:
             )
 
 
+@runtime_checkable
 class ScoringModel(Protocol):
     """What trainers and evaluators need from a reward: `init` and `apply` over plain param trees.
 
