@@ -1,5 +1,7 @@
 """Tests for rewardjax.rl.aggregation against NumPy loops written here, and padding invariance."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -145,15 +147,17 @@ def test_check_grads_and_bfloat16():
 
 
 def test_errors():
+    # The functions' own errors, which a user meets without the runtime type checker (the
+    # tests run it, and it would reject these shapes first): inspect.unwrap strips it.
     loss, mask, _ = _example()
     with pytest.raises(ValueError, match=r"'mean'.*token_mean.*seq_mean_token_sum_norm"):
-        aggregation.aggregate(loss, mask, "mean")
+        inspect.unwrap(aggregation.aggregate)(loss, mask, "mean")
     with pytest.raises(ValueError, match="max_length"):
-        aggregation.aggregate(loss, mask, "seq_mean_token_sum_norm")
+        inspect.unwrap(aggregation.aggregate)(loss, mask, "seq_mean_token_sum_norm")
     with pytest.raises(ValueError, match="mask has shape"):
-        aggregation.aggregate(loss, mask[:, :2], "token_mean")
+        inspect.unwrap(aggregation.aggregate)(loss, mask[:, :2], "token_mean")
     with pytest.raises(ValueError, match="weights has shape"):
-        aggregation.aggregate(loss, mask, "token_mean", weights=np.ones(B + 1))
+        inspect.unwrap(aggregation.aggregate)(loss, mask, "token_mean", weights=np.ones(B + 1))
 
 
 @HYPOTHESIS

@@ -1,6 +1,7 @@
 """Tests for rewardjax.rl.kl_penalty against NumPy references and exact enumeration written here."""
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -191,15 +192,17 @@ def test_reward_with_kl_matches_numpy_with_int_scores_and_empty_rows():
 
 
 def test_reward_with_kl_carries_no_gradient_and_checks_inputs():
+    # The functions' own errors, which a user meets without the runtime type checker (the
+    # tests run it, and it would reject these shapes first): inspect.unwrap strips it.
     rng = np.random.default_rng(6)
     kl_tokens = rng.normal(size=(2, 3)).astype(np.float32)
     mask = np.ones((2, 3), bool)
     g = jax.grad(lambda k: kp.reward_with_kl(np.ones(2), k, mask, beta=0.5).sum())(kl_tokens)
     np.testing.assert_array_equal(g, 0.0)
     with pytest.raises(ValueError, match="beta"):
-        kp.reward_with_kl(np.ones(2), kl_tokens, mask, beta=-1.0)
+        inspect.unwrap(kp.reward_with_kl)(np.ones(2), kl_tokens, mask, beta=-1.0)
     with pytest.raises(ValueError, match="scores must be"):
-        kp.reward_with_kl(np.ones(3), kl_tokens, mask, beta=0.1)
+        inspect.unwrap(kp.reward_with_kl)(np.ones(3), kl_tokens, mask, beta=0.1)
 
 
 # ----------------------------------------------------------------------------- Lagrangian.

@@ -1,6 +1,7 @@
 """Tests for rewardjax.rl.policy_losses against NumPy references and analytic gradients."""
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -105,11 +106,13 @@ def test_ppo_rejects_bad_hparams(hp, match):
 
 
 def test_shape_errors_name_the_fix():
+    # The functions' own errors, which a user meets without the runtime type checker (the
+    # tests run it, and it would reject these shapes first): inspect.unwrap strips it.
     logp, old, adv, mask = _inputs()
     with pytest.raises(ValueError, match="mask"):
-        pl.ppo_clip(logp, old, adv, mask[:, :3])
+        inspect.unwrap(pl.ppo_clip)(logp, old, adv, mask[:, :3])
     with pytest.raises(ValueError, match="one shape"):
-        pl.gspo(logp, old[:, :3], adv, mask)
+        inspect.unwrap(pl.gspo)(logp, old[:, :3], adv, mask)
 
 
 # ----------------------------------------------------------------------------- PPO clip.
