@@ -166,6 +166,12 @@ def runs(tmp_path_factory, env):
     )
     dirs["sft"] = add("sft", "sft:smoke", {"model.vocab_size": 9})
     dirs["rl_sft"] = add("rl_sft", "rl:rloo,smoke", {**log1, "init_from": dirs["sft"]})
+    dirs["combined"] = add(
+        "combined",
+        "rl:rloo,smoke",
+        {**log1, "reward.kind": "combined", "reward.components": "gold:1.0"}
+        | {"reward.transform": "log_sigmoid_centered"},
+    )
     dirs["rollouts"] = add("rollouts", "rollouts")
     plan_file = root / "plan.json"
     plan_file.write_text(json.dumps(plan))
@@ -493,3 +499,14 @@ def test_policy_from_an_sft_run(runs):
 
 if __name__ == "__main__":
     _work(sys.argv[1])
+
+
+def test_reference_centred_reward_samples_the_reference(runs):
+    """A combined reward through log-sigmoid centring needs per-prompt reference rewards: the
+    iteration samples the reference's completions of the same prompts and the reward function
+    centres on them, so every reward is log σ(·) < 0 whatever the gold reward is."""
+    _ok(runs, "combined")
+    records = _records(runs["dirs"]["combined"])
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert all(math.isfinite(r["reward"]) and r["reward"] < 0 for r in records)
+    assert all(r["reward"] != r["gold_reward"] for r in records)

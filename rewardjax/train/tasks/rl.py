@@ -350,7 +350,16 @@ class _Iteration:
             flat(out.mask),
             group_size=s.samples,
         )
-        scored = self.reward_fn(inputs)
+        reference = None
+        if getattr(self.reward_fn, "needs_reference", False):
+            # Per-prompt reference rewards (log-sigmoid centring, PAR) from N completions of the
+            # reference policy to the same prompts, sampled in the same rollout.
+            ref_key = jax.random.fold_in(sample_key, 1)
+            ref_out = self.sample(self.reference, prompts, prompt_mask, ref_key)
+            reference = inputs._replace(
+                completion_tokens=flat(ref_out.tokens), completion_mask=flat(ref_out.mask)
+            )
+        scored = self.reward_fn(inputs, reference)
         baseline = None
         if rl.advantages.spec(self.config.rl.advantage).needs_baseline:
             greedy = self.greedy(state.params["policy"], prompts, prompt_mask, sample_key)
