@@ -87,7 +87,7 @@ def reference_quantile(
 
 
 def preference_as_reward(
-    rewards: Float[ArrayLike, "*batch"], reference_rewards: Float[ArrayLike, "*batch N"]
+    rewards: Float[ArrayLike, "*#batch"], reference_rewards: Float[ArrayLike, "*#batch N"]
 ) -> Float[Array, "*batch"]:
     """Preference As Reward (PAR): mean Bradley–Terry win rate against reference samples.
 
@@ -108,7 +108,7 @@ def preference_as_reward(
 
 
 def calibrate(
-    rewards: Float[ArrayLike, "*batch"], reference_samples: Float[ArrayLike, "*batch N"]
+    rewards: Float[ArrayLike, "*#batch"], reference_samples: Float[ArrayLike, "*#batch N"]
 ) -> Float[Array, "*batch"]:
     """Calibrated reward: the reward's mid-rank among the reference policy's rewards.
 
@@ -238,7 +238,10 @@ _ENSEMBLE_METHODS = ("mean", "min", "uwo")
 
 
 def ensemble(
-    rewards: Float[ArrayLike, " E *batch"], *, method: str = "mean", coef: float = 1.0
+    rewards: Float[ArrayLike, " E *batch"],
+    *,
+    method: str = "mean",
+    coef: float | Float[ArrayLike, ""] = 1.0,
 ) -> Float[Array, "*batch"]:
     """Aggregate an ensemble of reward models over the leading axis E.
 
