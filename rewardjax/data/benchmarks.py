@@ -29,11 +29,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rewardjax.data.readers import read_rows
-from rewardjax.data.records import RecordError
+from rewardjax.data.records import RecordError, _Checker
 
 __all__ = [
     "BENCHMARKS",
@@ -104,25 +104,9 @@ class JudgeBenchRecord:
     label: str
 
 
-class _Row:
-    """Field access on one raw row, raising `RecordError` with the file and location."""
-
-    def __init__(self, raw: Any, source: str, location: str):
-        self.source, self.location = source, location
-        if not isinstance(raw, Mapping):
-            self.fail(
-                "<record>", f"expected an object, got {type(raw).__name__}", "one object per record"
-            )
-        self.raw = raw
-
-    def fail(self, field: str, problem: str, fix: str):
-        raise RecordError(self.source, self.location, field, problem, fix)
-
-    def get(self, field: str) -> Any:
-        if field not in self.raw or self.raw[field] is None:
-            present = ", ".join(sorted(map(str, self.raw))) or "none"
-            self.fail(field, f"missing (fields present: {present})", f"add '{field}'")
-        return self.raw[field]
+class _Row(_Checker):
+    """Field access on one benchmark row (the record readers' checker, plus benchmark types),
+    raising `RecordError` with the file and location."""
 
     def string(self, field: str, *, non_empty: bool = False) -> str:
         value = self.get(field)
