@@ -47,20 +47,33 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 from absl import logging
 
+from rewardjax import theory
+from rewardjax.data import synthetic
+from rewardjax.data.pipeline import EncodedDataset, EncodeStats
 from rewardjax.data.readers import LoadReport, _rows
 from rewardjax.data.records import FieldError, RecordError, Text, _Checker
+from rewardjax.data.tokenizers import encode_example
 
 __all__ = [
     "LABEL_KINDS",
     "MATH_SHEPHERD_TAG",
     "STEP_LAYOUTS",
+    "STEP_TARGET_PAD",
     "StepLoadReport",
     "StepRecord",
     "adapt_steps",
+    "encode_step_records",
     "load_step_records",
     "parse_step_record",
+    "reward_range",
+    "step_batch_arrays",
+    "synthetic_step_data",
+    "synthetic_step_dataset",
 ]
 
 LABEL_KINDS = ("binary", "ternary", "soft")
@@ -449,3 +462,224 @@ def load_step_records(
     if not records:
         raise ValueError(f"{report.summary()}: no valid records")
     return records, report
+
+
+# ------------------------------------------------------------------------- step datasets
+#
+# Step data ride in the "rating" batch format of `rewardjax.data.batches` (the one format whose
+# per-example float array has a free shape): `completion_mask` holds the step number (step id + 1,
+# so 1..S on the tokens of step 1..S and 0 on the prompt and padding; it stays a valid completion
+# mask) and `ratings` [B, S] the step targets in [0, 1], NaN where a row has fewer than S steps.
+# `step_batch_arrays` reads them back.
+
+STEP_TARGET_PAD = float("nan")
+
+
+def _pattern_active(task: Any) -> bool:
+    m = len(task.pattern)
+    return m > 0 and task.pattern_bonus != 0.0 and m <= task.length
+
+
+def reward_range(task: Any) -> tuple[float, float]:
+    """(lo, hi): the smallest and largest gold reward any response of the task can get.
+
+    Max-plus (min-plus) dynamic programming over the T bigrams, m_T ≡ 0,
+    m_{t-1}(a) = max_b r(a, b) + m_t(b); hi = max_a m_0(a), plus the pattern bonus when positive
+    (lo likewise). Every prefix value E[r | prefix] and every Monte-Carlo label lies in [lo, hi].
+    """
+    r = np.asarray(task.bigram_reward, np.float64)
+    hi = lo = np.zeros(r.shape[0])
+    for _ in range(task.length):  # a loop over the T positions, not over examples
+        hi, lo = np.max(r + hi[None, :], axis=1), np.min(r + lo[None, :], axis=1)
+    bonus = float(task.pattern_bonus) if len(task.pattern) else 0.0
+    return float(lo.min() + min(bonus, 0.0)), float(hi.max() + max(bonus, 0.0))
+
+
+def synthetic_step_data(
+    task: Any,
+    key: Any,
+    n: int,
+    *,
+    step_size: int,
+    labels: str = "exact",
+    num_rollouts: int = 8,
+    threshold: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Step-labelled base-chain responses of the synthetic Markov task, all arrays at once.
+
+    Responses y_1..y_T are sampled from the base chain after sampled prompts and cut into
+    S = ceil(T / k) steps of k tokens (the last may be shorter); step s ends after token
+    L_s = min(k (s + 1), T). Its value V(y_{≤L_s}) = E[r(y) | y_{≤L_s}] is exact
+    (`theory.task_prefix_values`) and mapped to [0, 1] by the task's reward range [lo, hi]
+    (`reward_range`): v̄ = (V - lo) / (hi - lo). Targets by `labels`:
+
+    - "exact":  v̄ (the soft label of an infinite number of rollouts);
+    - "mc":     (V̂_k - lo) / (hi - lo), V̂_k the mean gold reward of `num_rollouts` rollouts from
+      the prefix (Math-Shepherd's soft estimate, `theory.mc_prefix_values`; unbiased for v̄);
+    - "binary": 1[v̄ ≥ threshold] (a step is "correct" while the solution's value stays above
+      the threshold; the first step below it is the first error).
+
+    Reference: Wang et al. 2023, "Math-Shepherd", arXiv 2312.08935 (Monte-Carlo step labels).
+
+    Args:
+      task: a `MarkovTask` (the exact values need `pattern_bonus` 0; "mc" labels do not, but
+        `values` then holds the Monte-Carlo estimate with 256 rollouts, stated in "exact_values").
+      key: PRNG key.
+      n: number of responses.
+      step_size: k ≥ 1 tokens per step.
+      labels: "exact", "mc" or "binary".
+      num_rollouts: rollouts per prefix for "mc".
+      threshold: the normalised value that separates correct from erroneous steps ("binary").
+
+    Returns:
+      numpy dict: "prompt" int32 [n, P] and "response" int32 [n, T] (vocabulary tokens),
+      "values" float32 [n, S] (v̄, exact), "targets" float32 [n, S] (the labels),
+      "step_ends" int32 [S] (L_s, tokens into the response), "outcome" float32 [n] (v̄ of the
+      whole response: its normalised gold reward), "reward_range" float32 [2] (lo, hi),
+      "exact_values" bool [] (False when "values" is a Monte-Carlo stand-in).
+    """
+    if labels not in ("exact", "mc", "binary"):
+        raise ValueError(f"labels={labels!r}: expected 'exact', 'mc' or 'binary'.")
+    if step_size < 1:
+        raise ValueError(f"step_size={step_size} must be >= 1.")
+    t = task.length
+    num_steps = -(-t // step_size)
+    ends = np.minimum(step_size * (np.arange(num_steps) + 1), t).astype(np.int32)
+    kp, kr, km, kx = jax.random.split(key, 4)
+    prompt = synthetic.sample_prompts(task, kp, n)
+    y0 = prompt[:, -1]
+    response = synthetic.sample_responses(task, kr, y0)
+    flat_y0 = jnp.repeat(y0, num_steps)
+    flat_resp = jnp.repeat(response, num_steps, axis=0)
+    flat_len = jnp.tile(jnp.asarray(ends), n)
+    lo, hi = reward_range(task)
+    scale = lambda v: np.asarray((np.asarray(v) - lo) / (hi - lo), np.float32).reshape(n, -1)
+    exact = not _pattern_active(task)
+    if exact:
+        values = scale(theory.task_prefix_values(task, flat_y0, flat_resp, flat_len))
+    elif labels == "mc":
+        values = scale(
+            theory.mc_prefix_values(kx, task, flat_y0, flat_resp, flat_len, num_rollouts=256)
+        )
+    else:
+        theory.task_prefix_values(task, flat_y0, flat_resp, flat_len)  # raises, naming the fix
+    if labels == "exact":
+        targets = values
+    elif labels == "mc":
+        mc = theory.mc_prefix_values(
+            km, task, flat_y0, flat_resp, flat_len, num_rollouts=num_rollouts
+        )
+        targets = np.clip(scale(mc), 0.0, 1.0)
+    else:
+        targets = (values >= threshold).astype(np.float32)
+    return {
+        "prompt": np.asarray(prompt, np.int32),
+        "response": np.asarray(response, np.int32),
+        "values": values,
+        "targets": np.asarray(targets, np.float32),
+        "step_ends": ends,
+        "outcome": values[:, -1].copy(),
+        "reward_range": np.asarray([lo, hi], np.float32),
+        "exact_values": np.asarray(exact),
+    }
+
+
+def _step_example(ids: np.ndarray, step_numbers: np.ndarray, targets: np.ndarray) -> dict:
+    return {
+        "seqs": (ids,),
+        "segment_ids": np.ones_like(ids),
+        "completion": step_numbers,
+        "ratings": targets,
+    }
+
+
+def synthetic_step_dataset(data: Mapping[str, np.ndarray]) -> Any:
+    """`synthetic_step_data` as an `EncodedDataset` in the step layout of the "rating" batches
+    (see the comment above `STEP_TARGET_PAD`): ids = tokens + 1, one row per response."""
+    prompt, response, targets = data["prompt"], data["response"], data["targets"]
+    n, p = prompt.shape
+    ids = synthetic.to_ids(np.concatenate([prompt, response], axis=1)).astype(np.int32)
+    position = np.arange(response.shape[1])
+    step_of = np.searchsorted(data["step_ends"], position, side="right")  # 0-based step id
+    numbers = np.concatenate([np.zeros(p, np.int32), step_of.astype(np.int32) + 1])
+    examples = [_step_example(ids[i], numbers, targets[i]) for i in range(n)]
+    return EncodedDataset("rating", examples, ids.shape[1], EncodeStats(n, 0, {}))
+
+
+def encode_step_records(
+    records: list[StepRecord],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    max_steps: int | None = None,
+    neutral: float = 1.0,
+    step_suffix: str = "\n",
+) -> Any:
+    """Tokenises step records into an `EncodedDataset` in the step layout of "rating" batches.
+
+    The row is the prompt's ids (`tokenizers.encode_example`'s prompt part, chat template
+    included) followed by each step's `tokenizer.encode(step + step_suffix)`; step s's tokens
+    carry step number s + 1 in `completion_mask`, and `ratings[s]` its target
+    (`StepRecord.targets(neutral=...)`). Steps that do not fit in `max_length` (or beyond
+    `max_steps`) are cut from the end and the record counted as truncated; a record whose prompt
+    and first step do not fit is dropped and counted ("too_long").
+
+    Args:
+      records: validated `StepRecord`s.
+      tokenizer: a `ByteTokenizer` or `HFTokenizer`.
+      max_length: T, the padded row length.
+      max_steps: S, the step slots of a batch (default: the most steps of a kept record).
+      neutral: the target of a PRM800K neutral (0) rating.
+      step_suffix: text appended to every step before tokenising (the step separator).
+
+    Returns:
+      An `EncodedDataset` of kind "rating": "ratings" [S] per example, NaN past its last step.
+    """
+    rows, truncated, dropped = [], 0, collections.Counter()
+    for r in records:
+        prompt_ids, _ = encode_example(tokenizer, r.prompt, r.steps[0])
+        ids, numbers, kept = list(prompt_ids), [0] * len(prompt_ids), []
+        for s, (step, target) in enumerate(zip(r.steps, r.targets(neutral=neutral))):
+            step_ids = tokenizer.encode(step + step_suffix)
+            if len(ids) + len(step_ids) > max_length or (max_steps and s >= max_steps):
+                break
+            ids += step_ids
+            numbers += [s + 1] * len(step_ids)
+            kept.append(target)
+        if not kept:
+            dropped["too_long"] += 1
+            continue
+        truncated += len(kept) < len(r.steps)
+        rows.append((np.asarray(ids, np.int32), np.asarray(numbers, np.int32), kept))
+    if not rows:
+        raise ValueError(
+            f"no step record fits max_length={max_length} (prompt + first step); raise it"
+        )
+    slots = max_steps or max(len(k) for _, _, k in rows)
+    examples = []
+    for ids, numbers, kept in rows:
+        targets = np.full(slots, STEP_TARGET_PAD, np.float32)
+        targets[: len(kept)] = kept
+        examples.append(_step_example(ids, numbers, targets))
+    stats = EncodeStats(len(records), truncated, dict(dropped))
+    if truncated or dropped:
+        logging.warning("step records: %s", stats.summary())
+    return EncodedDataset("rating", examples, max_length, stats)
+
+
+def step_batch_arrays(batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The step view of a "rating" batch of a step dataset (jittable).
+
+    Returns dict: "step_ids" int32 [B, T] (0-based, -1 outside a step: the convention of
+    `losses.implicit_prm_step_rewards`), "targets" float32 [B, S] (0 where absent),
+    "step_mask" bool [B, S] (the step exists and its row has weight > 0).
+    """
+    targets = jnp.asarray(batch["ratings"], jnp.float32)
+    present = ~jnp.isnan(targets)
+    present &= (jnp.asarray(batch["weight"]) > 0)[:, None]
+    step_ids = jnp.asarray(batch["completion_mask"], jnp.int32) - 1
+    return {
+        "step_ids": step_ids,
+        "targets": jnp.where(present, targets, 0.0),
+        "step_mask": present,
+    }

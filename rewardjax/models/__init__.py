@@ -20,6 +20,18 @@ from rewardjax.models.heads import (
 from rewardjax.models.implicit import EndogenousReward, ImplicitReward
 from rewardjax.models.layers import RopeScaling
 from rewardjax.models.presets import PRESETS, get_preset
+from rewardjax.models.process import (
+    ImplicitPRM,
+    PrefixScores,
+    ProcessRewardModel,
+    fixed_step_ends,
+    gather_steps,
+    last_step,
+    score_prefixes,
+    separator_step_ends,
+    step_ids_step_ends,
+    with_lm_backbone,
+)
 from rewardjax.models.reward_model import (
     RewardEnsemble,
     RewardModel,
@@ -43,11 +55,14 @@ __all__ = [
     "CausalLM",
     "EndogenousReward",
     "EnsembleHead",
+    "ImplicitPRM",
     "ImplicitReward",
     "KVCache",
     "MixtureHead",
     "MultiAttributeHead",
     "OrdinalHead",
+    "PrefixScores",
+    "ProcessRewardModel",
     "RewardEnsemble",
     "RewardModel",
     "RewardModelConfig",
@@ -60,8 +75,11 @@ __all__ = [
     "ValueModel",
     "config_from_hf",
     "config_to_hf",
+    "fixed_step_ends",
+    "gather_steps",
     "get_preset",
     "init_cache",
+    "last_step",
     "last_token_index",
     "load_hf",
     "make_head",
@@ -69,5 +87,9 @@ __all__ = [
     "presets",
     "save_hf",
     "score_pairs",
+    "score_prefixes",
     "segment_positions",
+    "separator_step_ends",
+    "step_ids_step_ends",
+    "with_lm_backbone",
 ]
