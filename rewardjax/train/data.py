@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 
 from rewardjax import data as data_lib
+from rewardjax import judges
 from rewardjax.data import synthetic
 
 __all__ = ["Data", "markov_task", "read_data", "tokenizer_from_config"]
@@ -23,11 +24,13 @@ class Data:
     eval: data_lib.EncodedDataset | None
     task: synthetic.MarkovTask | None = None
     tokenizer: data_lib.Tokenizer | None = None
+    extra_ids: int = 0  # ids added past the task's or tokenizer's (a judge's separator, verdicts)
 
     @property
     def vocab_size(self) -> int:
         """How many token ids the data may hold (the model needs as many embedding rows)."""
-        return self.task.model_vocab_size if self.task else self.tokenizer.vocab_size
+        base = self.task.model_vocab_size if self.task else self.tokenizer.vocab_size
+        return base + self.extra_ids
 
 
 def markov_task(c: ml_collections.ConfigDict) -> synthetic.MarkovTask:
@@ -98,11 +101,30 @@ def _file_data(c: ml_collections.ConfigDict, seed: int) -> Data:
     return Data(encode(train), encode(held_out) if held_out else None, tokenizer=tokenizer)
 
 
+def _judge_data(loaded: Data, c: ml_collections.ConfigDict) -> Data:
+    """`config.data.judge.enabled`: pairs as pairwise judge rows (`judges.pairs_to_judge_dataset`),
+    the separator and verdict ids appended past the data's vocabulary."""
+    ids = judges.JudgeIds.for_vocab(loaded.vocab_size)
+    convert = lambda d: judges.pairs_to_judge_dataset(d, ids, both_orders=c.both_orders)
+    return dataclasses.replace(
+        loaded,
+        train=convert(loaded.train),
+        eval=None if loaded.eval is None else convert(loaded.eval),
+        extra_ids=ids.extra,
+    )
+
+
 def read_data(config: ml_collections.ConfigDict) -> Data:
     """The encoded data `config.data` describes, in the layouts its records have (the task then
     converts it: `rewardjax.train.tasks.load_data`)."""
     if config.data.source == "synthetic":
-        return _synthetic_data(config.data.synthetic)
-    if config.data.source == "files":
-        return _file_data(config.data, config.seed)
-    raise ValueError(f"config.data.source={config.data.source!r}: expected 'synthetic' or 'files'.")
+        loaded = _synthetic_data(config.data.synthetic)
+    elif config.data.source == "files":
+        loaded = _file_data(config.data, config.seed)
+    else:
+        raise ValueError(
+            f"config.data.source={config.data.source!r}: expected 'synthetic' or 'files'."
+        )
+    if "judge" in config.data and config.data.judge.enabled:
+        loaded = _judge_data(loaded, config.data.judge)
+    return loaded
