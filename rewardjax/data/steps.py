@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import glob
 import math
 from collections.abc import Callable, Mapping
@@ -495,6 +496,34 @@ def reward_range(task: Any) -> tuple[float, float]:
     return float(lo.min() + min(bonus, 0.0)), float(hi.max() + max(bonus, 0.0))
 
 
+@functools.partial(jax.jit, static_argnames=("n", "labels", "num_rollouts", "exact"))
+def _synthetic_steps(task, key, ends, lo, hi, threshold, *, n, labels, num_rollouts, exact):
+    """One program: prompts, responses, normalised values [n, S] and targets [n, S]."""
+    kp, kr, km, kx = jax.random.split(key, 4)
+    prompt = synthetic.sample_prompts(task, kp, n)
+    y0 = prompt[:, -1]
+    response = synthetic.sample_responses(task, kr, y0)
+    s = ends.shape[0]
+    flat_y0, flat_resp = jnp.repeat(y0, s), jnp.repeat(response, s, axis=0)
+    flat_len = jnp.tile(ends, n)
+    scale = lambda v: ((v - lo) / (hi - lo)).astype(jnp.float32).reshape(n, s)
+    if exact:
+        values = scale(theory.task_prefix_values(task, flat_y0, flat_resp, flat_len))
+    else:  # a Monte-Carlo stand-in for the exact values (pattern bonus)
+        mc = theory.mc_prefix_values(kx, task, flat_y0, flat_resp, flat_len, num_rollouts=256)
+        values = scale(mc)
+    if labels == "exact":
+        targets = values
+    elif labels == "mc":
+        mc = theory.mc_prefix_values(
+            km, task, flat_y0, flat_resp, flat_len, num_rollouts=num_rollouts
+        )
+        targets = jnp.clip(scale(mc), 0.0, 1.0)
+    else:
+        targets = (values >= threshold).astype(jnp.float32)
+    return prompt, response, values, targets
+
+
 def synthetic_step_data(
     task: Any,
     key: Any,
@@ -545,33 +574,27 @@ def synthetic_step_data(
     t = task.length
     num_steps = -(-t // step_size)
     ends = np.minimum(step_size * (np.arange(num_steps) + 1), t).astype(np.int32)
-    kp, kr, km, kx = jax.random.split(key, 4)
-    prompt = synthetic.sample_prompts(task, kp, n)
-    y0 = prompt[:, -1]
-    response = synthetic.sample_responses(task, kr, y0)
-    flat_y0 = jnp.repeat(y0, num_steps)
-    flat_resp = jnp.repeat(response, num_steps, axis=0)
-    flat_len = jnp.tile(jnp.asarray(ends), n)
     lo, hi = reward_range(task)
-    scale = lambda v: np.asarray((np.asarray(v) - lo) / (hi - lo), np.float32).reshape(n, -1)
     exact = not _pattern_active(task)
-    if exact:
-        values = scale(theory.task_prefix_values(task, flat_y0, flat_resp, flat_len))
-    elif labels == "mc":
-        values = scale(
-            theory.mc_prefix_values(kx, task, flat_y0, flat_resp, flat_len, num_rollouts=256)
+    if not exact and labels != "mc":
+        raise ValueError(
+            f"labels={labels!r} needs exact prefix values, but the task's pattern bonus "
+            f"(pattern={task.pattern}, pattern_bonus={task.pattern_bonus}) makes the gold reward "
+            "non-additive; use labels='mc', or a task with pattern_bonus=0."
         )
-    else:
-        theory.task_prefix_values(task, flat_y0, flat_resp, flat_len)  # raises, naming the fix
-    if labels == "exact":
-        targets = values
-    elif labels == "mc":
-        mc = theory.mc_prefix_values(
-            km, task, flat_y0, flat_resp, flat_len, num_rollouts=num_rollouts
-        )
-        targets = np.clip(scale(mc), 0.0, 1.0)
-    else:
-        targets = (values >= threshold).astype(np.float32)
+    prompt, response, values, targets = _synthetic_steps(
+        task,
+        key,
+        jnp.asarray(ends),
+        jnp.float32(lo),
+        jnp.float32(hi),
+        jnp.float32(threshold),
+        n=n,
+        labels=labels,
+        num_rollouts=num_rollouts,
+        exact=exact,
+    )
+    values, targets = np.asarray(values), np.asarray(targets)
     return {
         "prompt": np.asarray(prompt, np.int32),
         "response": np.asarray(response, np.int32),

@@ -27,7 +27,7 @@ __all__ = [
     "smoke_overrides",
 ]
 
-TASKS = ("reward_model", "dpo", "sft", "rl")
+TASKS = ("reward_model", "dpo", "sft", "rl", "prm")
 
 
 def base_config(task: str) -> ml_collections.ConfigDict:

@@ -8,12 +8,18 @@ import ml_collections
 
 from rewardjax import data as data_lib
 from rewardjax.train.data import Data, read_data
-from rewardjax.train.tasks import dpo, reward_model, rl, sft
+from rewardjax.train.tasks import dpo, prm, reward_model, rl, sft
 from rewardjax.train.tasks.common import Context, Task, backbone_config, mean_metrics
 
 __all__ = ["Context", "Task", "backbone_config", "get", "load_data", "mean_metrics"]
 
-_TASKS: dict[str, ModuleType] = {"reward_model": reward_model, "dpo": dpo, "sft": sft, "rl": rl}
+_TASKS: dict[str, ModuleType] = {
+    "reward_model": reward_model,
+    "dpo": dpo,
+    "sft": sft,
+    "rl": rl,
+    "prm": prm,
+}
 
 
 def get(name: str) -> ModuleType:
@@ -26,7 +32,10 @@ def get(name: str) -> ModuleType:
 
 def load_data(config: ml_collections.ConfigDict) -> Data:
     """The encoded data `config.data` describes, converted to the layouts its task trains and
-    evaluates on (`layouts` of the task module; pairs convert where that makes sense)."""
+    evaluates on (`layouts` of the task module; pairs convert where that makes sense). A task
+    module with its own `read_data(config) -> Data` (prm: step records) reads its data itself."""
+    if hasattr(get(config.task), "read_data"):
+        return get(config.task).read_data(config)
     loaded = read_data(config)
     train_kind, eval_kind = get(config.task).layouts(
         config, loaded.train.kind, loaded.eval and loaded.eval.kind
