@@ -49,6 +49,7 @@ __all__ = [
     "OutcomeScorer",
     "PrefixScorer",
     "Scorer",
+    "markov_args_policy",
     "markov_chain_lm",
     "markov_gold",
     "markov_value",
@@ -266,3 +267,39 @@ def markov_chain_lm(task: Any) -> tuple[CausalLM, dict]:
     scale = np.sqrt(d / (1.0 + d * cfg.norm_eps))  # |RMSNorm(e_i)| = √D / √(1 + D ε)
     params["params"]["lm_head"] = (logits / scale).astype(np.float32)
     return model, jax.tree_util.tree_map(jnp.asarray, params)
+
+
+def markov_args_policy(
+    task: Any,
+    weight: float | Float[ArrayLike, ""],
+    *,
+    num_candidates: int | None = None,
+    temperature: float = 1.0,
+) -> Float[Array, "T V V"]:
+    """The exact policy of sampled ARGS on a synthetic task with the exact value scorer.
+
+    With V(y_{≤t}) = collected + r(a, b) + W_t(b) (`markov_value`) the collected reward is the
+    same for every candidate b after a prefix ending in a, so ARGS samples the Markov policy
+
+        π_t(b | a) ∝ exp((log p(b | a) + w (r(a, b) + W_t(b))) / τ),   b ∈ top-k of p(· | a),
+
+    whose exact KL and reward follow from `rewardjax.theory.markov_policy_kl_reward`.
+
+    Reference: Khanov et al. 2024, "ARGS: Alignment as Reward-Guided Search", arXiv 2402.01694.
+
+    Args:
+      task: a `rewardjax.data.MarkovTask` (pattern bonus off).
+      weight: w. num_candidates: k (None: the whole vocabulary). temperature: τ > 0.
+
+    Returns:
+      policy[t - 1, a, b] = π_t(b | a), shape [T, V, V].
+    """
+    trans = jnp.asarray(task.transition, jnp.float32)
+    reward = jnp.asarray(task.bigram_reward, jnp.float32)
+    w = process.prefix_values(trans, reward, length=task.length)  # [T + 1, V]
+    logp = jnp.log(trans)
+    k = trans.shape[-1] if num_candidates is None else num_candidates
+    kth = jax.lax.top_k(logp, k)[0][:, -1:]
+    score = logp[None] + weight * (reward[None] + w[1:, None, :])  # [T, V, V]
+    score = jnp.where(logp[None] >= kth[None], score / temperature, -jnp.inf)
+    return jax.nn.softmax(score, axis=-1)

@@ -185,6 +185,16 @@ def test_args_greedy_and_sampled_against_numpy(markov):
     probs[cand] = np.exp(score - score.max()) / np.exp(score - score.max()).sum()
     freq = np.bincount(np.asarray(out.tokens[:, 0]) - 1, minlength=3) / ROWS
     np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / ROWS))
+    # The exact ARGS policy of the library (used by the study for KL) at t = 1 from that y0.
+    policy = search.markov_args_policy(task, 1.5, num_candidates=3)
+    np.testing.assert_allclose(policy[0, int(one[0, -1]) - 1], probs, rtol=1e-5, atol=1e-6)
+    policy = np.asarray(search.markov_args_policy(task, 0.7, num_candidates=2, temperature=0.5))
+    for t, a in itertools.product(range(task.length), range(3)):
+        prefix = [a] * t  # a prefix of t tokens ending in a (the collected reward cancels)
+        cand, score = _np_args_scores(task, w_table, a, prefix, 0.7, 2)
+        want = np.zeros(3)
+        want[cand] = np.exp(2 * (score - score.max())) / np.exp(2 * (score - score.max())).sum()
+        np.testing.assert_allclose(policy[t, a], want, rtol=1e-5, atol=1e-6)
 
 
 def test_args_zero_weight_equals_greedy_sampling_with_cache(lm, prompts):
