@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from rewardjax import data, judges, rewards, sampling  # noqa: E402
+from rewardjax import data, judges, rewards  # noqa: E402
 from rewardjax.models import CausalLM  # noqa: E402
 from rewardjax.models.checkpoint import load_hf  # noqa: E402
 
@@ -57,6 +57,14 @@ def _hf_probs(hf, ids):
     return e / e.sum()
 
 
+def _hf_greedy(hf, ids, n):
+    """n greedy tokens after `ids` (argmax of the HF model's logits, one step at a time)."""
+    out = []
+    for _ in range(n):
+        out.append(int(np.argmax(_hf_probs(hf, list(ids) + out))))
+    return out
+
+
 PROMPTS = ["what is two plus two ?", "what is 1 plus 1 ?", "two plus 3", "10 plus 10 ?"]
 RESPONSES = ["4", "the answer is 2", "5 .", "yes"]
 
@@ -64,7 +72,7 @@ RESPONSES = ["4", "the answer is 2", "5 .", "yes"]
 def test_pointwise_yes_no_and_rating_match_softmax_of_hf_logits(setup):
     tok, vocab = setup["tok"], setup["vocab"]
     template = judges.TextTemplate(tok)
-    judge = judges.PointwiseJudge(setup["model"], setup["params"], template, batch_size=3)
+    judge = judges.PointwiseJudge(setup["model"], setup["params"], template, batch_size=4)
     out = judge(PROMPTS, RESPONSES, references=["4", None, "5", None], criteria="the answer")
     for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
         text = template.render_pointwise(p, r, ["4", None, "5", None][i], "the answer")
@@ -79,7 +87,7 @@ def test_pointwise_yes_no_and_rating_match_softmax_of_hf_logits(setup):
     ratings = [str(k) for k in range(1, 11)]
     rate = judges.TextTemplate(tok, pointwise=judges.RATING_POINTWISE_TEMPLATE)
     rater = judges.PointwiseJudge(
-        setup["model"], setup["params"], rate, verdicts=ratings, values=range(1, 11)
+        setup["model"], setup["params"], rate, verdicts=ratings, values=range(1, 11), batch_size=4
     )
     out = rater(PROMPTS, RESPONSES)
     for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
@@ -92,7 +100,7 @@ def test_pointwise_yes_no_and_rating_match_softmax_of_hf_logits(setup):
 def test_pairwise_averages_both_orders_against_brute_force(setup):
     tok, vocab = setup["tok"], setup["vocab"]
     template = judges.TextTemplate(tok)
-    judge = judges.PairwiseJudge(setup["model"], setup["params"], template)
+    judge = judges.PairwiseJudge(setup["model"], setup["params"], template, batch_size=4)
     a, b = RESPONSES, RESPONSES[1:] + RESPONSES[:1]
     out = judge(PROMPTS, a, b)
     first_ab, first_ba = [], []
@@ -142,19 +150,9 @@ def test_verdict_that_is_not_one_token_is_an_error_naming_it(setup):
 def test_critique_counts_failures_against_greedy_rationales(setup):
     tok, vocab, hf = setup["tok"], setup["vocab"], setup["hf"]
     template = judges.TextTemplate(tok)
-    pointwise = judges.PointwiseJudge(setup["model"], setup["params"], template)
+    pointwise = judges.PointwiseJudge(setup["model"], setup["params"], template, batch_size=4)
     rows = pointwise.rows(PROMPTS, RESPONSES)
-    tokens, mask = judges.pad_rows(rows)
-    greedy = sampling.sample(
-        setup["model"],
-        setup["params"],
-        tokens,
-        mask,
-        jax.random.PRNGKey(0),
-        max_new_tokens=6,
-        temperature=0.0,
-    )
-    greedy = np.asarray(greedy.tokens[:, 0])
+    greedy = np.asarray([_hf_greedy(hf, row, 6) for row in rows])
     # End marker: a token some greedy rationales hold and others do not.
     counts = {t: sum(t in g for g in greedy) for t in set(greedy.ravel().tolist())}
     end = next(t for t, c in sorted(counts.items()) if 0 < c < len(rows))
@@ -222,7 +220,7 @@ def test_probe_rate_on_a_constructed_judge():
 def test_probe_of_the_tiny_judge_equals_brute_force(setup):
     tok, vocab = setup["tok"], setup["vocab"]
     template = judges.TextTemplate(tok)
-    judge = judges.PointwiseJudge(setup["model"], setup["params"], template)
+    judge = judges.PointwiseJudge(setup["model"], setup["params"], template, batch_size=4)
     result = judges.false_positive_rate(judge, PROMPTS[:2], threshold=0.5)
     hits = []
     for p in PROMPTS[:2]:
@@ -235,7 +233,7 @@ def test_probe_of_the_tiny_judge_equals_brute_force(setup):
 def test_judge_reward_and_rubric_hook(setup):
     tok, vocab = setup["tok"], setup["vocab"]
     template = judges.TextTemplate(tok)
-    judge = judges.PointwiseJudge(setup["model"], setup["params"], template)
+    judge = judges.PointwiseJudge(setup["model"], setup["params"], template, batch_size=4)
     b = len(PROMPTS)
     inputs = rewards.RewardInputs(
         np.ones((b, 2), np.int32),
@@ -274,7 +272,9 @@ def test_judge_reward_on_token_rows(setup):
     judge's vocabulary give the invalid reward."""
     model, params, hf = setup["model"], setup["params"], setup["hf"]
     sep, yes, no = 2, 3, 4
-    judge = judges.PointwiseJudge(model, params, judges.TokenTemplate(sep), verdicts=(yes, no))
+    judge = judges.PointwiseJudge(
+        model, params, judges.TokenTemplate(sep), verdicts=(yes, no), batch_size=4
+    )
     prompts = np.asarray([[0, 7, 8], [9, 10, 11]], np.int32)
     prompt_mask = np.asarray([[0, 1, 1], [1, 1, 1]], np.int32)
     completions = np.asarray([[12, 13, 0], [14, 999, 0]], np.int32)
