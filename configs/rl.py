@@ -4,10 +4,15 @@
     python -m rewardjax.main --config=configs/rl.py:ppo,smoke --workdir=/tmp/ppo
     python -m rewardjax.main --config=configs/rl.py:rloo --workdir=runs/rloo \\
         --config.init_from=runs/sft --config.reward.kind=model --config.reward.model_workdir=runs/rm
+    python -m rewardjax.main --config=configs/rl.py:grpo --workdir=runs/rlvr \\
+        --config.data.source=files --config.data.layout=sft --config.data.train_path=math.jsonl \\
+        --config.model.vocab_size=256 --config.rl.max_new_tokens=64 --config.reward.kind=verifiable
 
 Each iteration samples `rl.num_samples` completions of `train.batch_size` prompts, scores them with
 `reward` (the synthetic task's gold reward by default; `kind=model` a reward-model run's proxy,
 `ensemble=worst_case|uncertainty|...` for an ensemble head; `kind=rule` a regex on decoded text;
+`kind=verifiable` RLVR: the completion's answer checked against its prompt's response in the data
+files, `verifier=math|exact_match|choice|format`; `kind=rubric` a JSONL file of rubrics;
 `kind=combined` "kind:weight,..." through `transform`), and updates the policy (see
 `rewardjax.train.tasks.rl`). The policy starts from `init_from` (an SFT run, or a reward-model
 run's backbone) and the reference is that initial policy. That run must have this config's
@@ -41,6 +46,7 @@ ALGORITHMS = ("ppo", "grpo", "dr_grpo", "dapo", "gspo", "rloo", "reinforce_pp", 
 def _rl_section() -> ml_collections.ConfigDict:
     r = ml_collections.ConfigDict()
     r.num_samples = 8  # N completions per prompt (train.batch_size prompts per iteration)
+    r.log_samples = 4  # completions written to samples.jsonl every train.log_every iterations
     r.max_new_tokens = 0  # 0: the synthetic task's response length
     r.temperature = 1.0
     r.top_k = 0
@@ -73,11 +79,18 @@ def _rl_section() -> ml_collections.ConfigDict:
 
 def _reward_section() -> ml_collections.ConfigDict:
     w = ml_collections.ConfigDict()
-    w.kind = "gold"  # "gold" (synthetic task), "model", "rule", "combined"
+    w.kind = "gold"  # "gold" (synthetic task), "model", "rule", "verifiable", "rubric", "combined"
     w.model_workdir = ""  # kind=model: a reward-model run
     w.ensemble = "mean"  # rewardjax.rewards.ENSEMBLE_REDUCTIONS
     w.uncertainty_coef = 1.0
     w.pattern = ""  # kind=rule: a regex the decoded completion must contain (reward 1, else 0)
+    # kind=verifiable: the completion's answer against its prompt's response in the data files:
+    # "math" (numeric / boxed equivalence), "exact_match" (normalised), "choice" (A-D), "format"
+    # (<think>...</think><answer>...</answer>, no answer needed).
+    w.verifier = "math"
+    w.extract = "boxed"  # the completion's answer: "boxed", "answer_tag" or "none" (all of it)
+    w.rubrics_path = ""  # kind=rubric: a JSONL file of rubrics (rewardjax.rewards.load_rubrics)
+    w.hard_gate = True  # kind=rubric: a failed hard item gives the minimum reward
     w.components = "model:1.0"  # kind=combined: "kind:weight,..."
     w.transform = ""  # kind=combined: rewardjax.rewards.TRANSFORMS ("" = none)
     return w

@@ -155,19 +155,6 @@ def _in_rewardjax(frame: types.FrameType) -> bool:
     return os.path.dirname(os.path.abspath(__file__)) in os.path.abspath(frame.f_code.co_filename)
 
 
-def _checkpoint_frame(frames: list[types.FrameType]) -> types.FrameType | None:
-    """The innermost frame of a `Checkpointer` method (rewardjax/train/checkpoint.py) that the
-    exception passed through: its `self.directory` (and `step`) name the checkpoint."""
-    for frame in reversed(frames):
-        if (
-            os.path.basename(frame.f_code.co_filename) == "checkpoint.py"
-            and _in_rewardjax(frame)
-            and hasattr(frame.f_locals.get("self"), "directory")
-        ):
-            return frame
-    return None
-
-
 def _one_line(text: str) -> str:
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
@@ -178,22 +165,13 @@ def _error_line(error: BaseException) -> str | None:
 
     A ValueError (RecordError, ...) or OSError that rewardjax's own checks raise already says
     what, where and how to fix it: its message is the line. One a library raises is prefixed
-    with its type, and points to `--traceback`; any error a library raises while reading a
-    checkpoint names the checkpoint and the fix.
+    with its type, and points to `--traceback` (a checkpoint that cannot be read is a
+    `CheckpointError` of ours, naming the step folder and the fix).
     """
     frames = _frames(error.__traceback__)
     # Raised by a check of ours (not an OSError of the operating system, which carries errno).
     ours = bool(frames) and _in_rewardjax(frames[-1]) and getattr(error, "errno", None) is None
     message = _one_line(str(error)) or type(error).__name__
-    checkpoint = _checkpoint_frame(frames)
-    if checkpoint is not None and not (ours and checkpoint is frames[-1]):
-        directory, step = checkpoint.f_locals["self"].directory, checkpoint.f_locals.get("step")
-        where = directory if step is None else os.path.join(directory, str(step))
-        return (
-            f"error: cannot read the checkpoint {where} ({type(error).__name__}: {message}). "
-            f"Fix: delete {where} to fall back to the checkpoint before it, or start a new "
-            "--workdir (--traceback shows where reading it failed)."
-        )
     if isinstance(error, app.UsageError):
         return f"error: {message}"
     if not isinstance(error, ValueError | OSError):

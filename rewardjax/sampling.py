@@ -20,7 +20,14 @@ from jaxtyping import Array, Float, Int
 
 from rewardjax.models import CausalLM, init_cache
 
-__all__ = ["SampleOutput", "completion_logprobs", "filter_logits", "sample", "token_logprobs"]
+__all__ = [
+    "SampleOutput",
+    "completion_logprobs",
+    "filter_logits",
+    "restrict_logits",
+    "sample",
+    "token_logprobs",
+]
 
 _NEG_INF = -jnp.inf
 
@@ -48,6 +55,23 @@ def completion_logprobs(
     logits, _ = model.apply(params, tokens, segment_ids=mask)
     logp = jnp.pad(token_logprobs(logits[:, :-1], tokens[:, 1:]), ((0, 0), (1, 0)))
     return jnp.where(completion_mask > 0, logp, 0.0)
+
+
+def restrict_logits(
+    logits: Float[Array, "*B V"], token_range: tuple[int, int] | None
+) -> Float[Array, "*B V"]:
+    """Logits with every id outside ``[low, high) = token_range`` set to -inf (None: unchanged).
+
+    A model's embedding can have rows no tokenizer id uses (padding id 0, rows rounded up for
+    speed, ids past a synthetic task's vocabulary); the policy a trainer optimises is the model's
+    distribution over the ids the data can hold, so the sampler and the trainer's log-probs both
+    restrict to them.
+    """
+    if token_range is None:
+        return logits
+    low, high = token_range
+    ids = jnp.arange(logits.shape[-1])
+    return jnp.where((ids >= low) & (ids < high), logits, _NEG_INF)
 
 
 def filter_logits(
@@ -122,7 +146,15 @@ def _step(module: CausalLM, token, live, cache):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("model", "max_new_tokens", "num_samples", "top_k", "top_p", "stop_tokens"),
+    static_argnames=(
+        "model",
+        "max_new_tokens",
+        "num_samples",
+        "top_k",
+        "top_p",
+        "stop_tokens",
+        "token_range",
+    ),
 )
 def sample(
     model: CausalLM,
@@ -138,11 +170,13 @@ def sample(
     top_p: float = 1.0,
     stop_tokens: tuple[int, ...] = (),
     pad_id: int | Int[Array, ""] = 0,
+    token_range: tuple[int, int] | None = None,
 ) -> SampleOutput:
     """Sample ``num_samples`` completions of each prompt with a KV cache, in one jitted call.
 
     Each step draws ``y ~ softmax(filter(logits / temperature))`` (``temperature == 0``: greedy),
-    where ``filter`` applies top-k, then top-p to the renormalised top-k distribution;
+    where ``filter`` applies top-k, then top-p to the renormalised top-k distribution, and the
+    logits are first restricted to ``token_range`` (``restrict_logits``; the ``logprobs`` too);
     a row stops after emitting any of ``stop_tokens`` or after ``max_new_tokens`` tokens.
 
     Args:
@@ -151,8 +185,8 @@ def sample(
       prompt_tokens, prompt_mask: prompts and their 0/1 masks, left- or right-padded; every
         prompt needs at least one real token (e.g. a BOS token).
       key: PRNG key; the same key gives the same samples.
-      max_new_tokens, num_samples, top_k, top_p, stop_tokens: static settings (a change
-        recompiles); ``temperature`` and ``pad_id`` are traced (no recompilation).
+      max_new_tokens, num_samples, top_k, top_p, stop_tokens, token_range: static settings (a
+        change recompiles); ``temperature`` and ``pad_id`` are traced (no recompilation).
 
     Returns:
       ``SampleOutput`` with ``[B, num_samples, max_new_tokens]`` arrays.
@@ -171,6 +205,7 @@ def sample(
 
     def body(state):
         t, logits, cache, done, toks, lps, slps = state
+        logits = restrict_logits(logits, token_range)
         filtered = filter_logits(logits * inv_temp, top_k=top_k, top_p=top_p)
         drawn = _categorical(jax.random.fold_in(key, t), filtered)
         token = jnp.where(greedy, jnp.argmax(logits, axis=-1), drawn).astype(jnp.int32)

@@ -202,3 +202,44 @@ def test_filter_logits_reference(top_k, top_p):
             p = _np_softmax(row[order].astype(np.float64))
             order = order[: int(np.searchsorted(np.cumsum(p), top_p) + 1)]
         assert set(np.flatnonzero(kept)) == set(order)
+
+
+def test_token_range_restricts_the_support_and_renormalises(lm):
+    """token_range=(low, high): 2000 draws (and greedy) never leave [low, high); `logprobs` are
+    the model's log-softmax over those ids only (NumPy), so a policy's KL and ratio see the same
+    distribution it samples from."""
+    model, params = lm
+    logits, _ = jax.jit(model.apply)(params, PROMPTS[1:])
+    z = np.asarray(logits[0, -1], np.float64)
+    # a range of 39 ids (the rest are rows the data never holds) without the unrestricted argmax
+    top = int(np.argmax(z))
+    low = top + 1 if top < 128 else top - 39
+    high = low + 39
+    out = sample(
+        model,
+        params,
+        PROMPTS[1:],
+        PROMPT_MASK[1:],
+        jax.random.key(3),
+        max_new_tokens=1,
+        num_samples=2000,
+        token_range=(low, high),
+    )
+    tokens = np.asarray(out.tokens[0, :, 0])
+    assert tokens.min() >= low and tokens.max() < high
+    restricted = z[low:high] - np.log(np.exp(z[low:high] - z.max()).sum()) - z.max()
+    np.testing.assert_allclose(out.logprobs[0, :, 0], restricted[tokens - low], atol=1e-4)
+    # frequencies follow the renormalised softmax (TV distance; standard error ~0.01)
+    freq = np.bincount(tokens - low, minlength=high - low) / tokens.size
+    assert 0.5 * np.abs(freq - np.exp(restricted)).sum() < 0.05
+    greedy = sample(
+        model,
+        params,
+        PROMPTS[1:],
+        PROMPT_MASK[1:],
+        jax.random.key(3),
+        max_new_tokens=1,
+        temperature=0.0,
+        token_range=(low, high),
+    )
+    assert int(greedy.tokens[0, 0, 0]) == low + int(np.argmax(z[low:high]))

@@ -47,9 +47,11 @@ def _raise(message: str):
 
 class Tokenizer:
     """Base: subclasses set `vocab_size`, `eos_token`, `eos_id`, `bos_token`, `chat_template` and
-    implement `encode(text) -> list[int]` and `decode(ids) -> str`."""
+    implement `encode(text) -> list[int]` and `decode(ids) -> str`. `encode` emits ids in
+    `[first_id, vocab_size)`."""
 
     vocab_size: int
+    first_id: int = 0
     eos_token: str = ""
     eos_id: int | None = None
     bos_token: str = ""
@@ -149,6 +151,7 @@ class ByteTokenizer(Tokenizer):
     """
 
     vocab_size = 256
+    first_id = 1  # 0 pads
 
     def encode(self, text: str) -> list[int]:
         data = text.encode("utf-8")

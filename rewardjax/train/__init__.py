@@ -4,7 +4,7 @@
 what `python -m rewardjax.main --config=configs/<name>.py --workdir=DIR` calls.
 """
 
-from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.checkpoint import Checkpointer, CheckpointError
 from rewardjax.train.data import Data
 from rewardjax.train.defaults import TASKS, base_config, smoke_overrides
 from rewardjax.train.experiment import run
@@ -32,6 +32,7 @@ from rewardjax.train.tasks import load_data
 
 __all__ = [
     "TASKS",
+    "CheckpointError",
     "Checkpointer",
     "Data",
     "MetricWriter",

@@ -7,6 +7,7 @@ resumed run reads the same batches an uninterrupted one would).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import Any
@@ -17,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from rewardjax.train.state import TrainState
 
-__all__ = ["Checkpointer"]
+__all__ = ["CheckpointError", "Checkpointer"]
 
 
 def _state_tree(state: TrainState) -> dict[str, Any]:
@@ -28,6 +29,11 @@ def _state_tree(state: TrainState) -> dict[str, Any]:
         "rng": state.rng,
     }
     return {**tree, "extra": state.extra} if state.extra else tree
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that exists but cannot be read (truncated, corrupted, written by another
+    version): names the step folder and the fix."""
 
 
 class Checkpointer:
@@ -52,6 +58,22 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_handlers=handlers
         )
+
+    @contextlib.contextmanager
+    def _reading(self, step: int):
+        """Turns a library's error while reading step `step` into a `CheckpointError`."""
+        where = os.path.join(self.directory, str(step))
+        try:
+            yield
+        except CheckpointError:
+            raise
+        except Exception as e:
+            message = " ".join(str(e).split()) or type(e).__name__
+            raise CheckpointError(
+                f"cannot read the checkpoint {where} ({type(e).__name__}: {message[:500]}). "
+                f"Fix: delete {where} to fall back to the checkpoint before it, or start a new "
+                "--workdir (--traceback shows where reading it failed)."
+            ) from e
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -83,14 +105,17 @@ class Checkpointer:
         if data_iterator is not None:
             self._check_process_count(step)
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-        restored = self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
+        with self._reading(step):
+            restored = self._manager.restore(step, args=ocp.args.Composite(**items))["state"]
         return state.replace(**restored)
 
     def _check_process_count(self, step: int) -> None:
         """grain saves one iterator position per process (`process_<i>-of-<n>.json`): a run with
         another process count cannot continue that data order."""
         folder = os.path.join(self.directory, str(step), "data")
-        names = (re.fullmatch(r"process_\d+-of-(\d+)\.json", name) for name in os.listdir(folder))
+        with self._reading(step):
+            listed = os.listdir(folder)
+        names = (re.fullmatch(r"process_\d+-of-(\d+)\.json", name) for name in listed)
         saved = {match[1] for match in names if match}
         if saved and saved != {str(jax.process_count())}:
             raise ValueError(
@@ -110,7 +135,8 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"No checkpoint to load parameters from in {self.directory}.")
-        saved = self._manager.item_metadata(step)["state"].tree
+        with self._reading(step):
+            saved = self._manager.item_metadata(step)["state"].tree
         want, got = jax.tree.structure(params), jax.tree.structure(saved["params"])
         shapes = lambda t: [tuple(x.shape) for x in jax.tree.leaves(t)]
         if want != got or shapes(params) != shapes(saved["params"]):
@@ -122,7 +148,7 @@ class Checkpointer:
         target = {"params": jax.tree.map(ocp.utils.to_shape_dtype_struct, params)}
         restore_args = ocp.checkpoint_utils.construct_restore_args(target)
         # The step's `state` item read as a plain pytree, so that all but the params is skipped.
-        with ocp.PyTreeCheckpointer() as reader:
+        with self._reading(step), ocp.PyTreeCheckpointer() as reader:
             restored = reader.restore(
                 os.path.join(self.directory, str(step), "state"),
                 args=ocp.args.PyTreeRestore(target, restore_args, partial_restore=True),

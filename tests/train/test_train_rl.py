@@ -96,6 +96,15 @@ def _work(runs_file: str) -> None:
             json.dump(results, f)
 
 
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+# A hard gate (one letter, weight 1), then soft items of weight 2 (lowercase) and 1 (no digit).
+RUBRIC = [
+    {"text": "one letter", "kind": "hard", "verifier": {"type": "regex", "pattern": "^[A-Za-z]$"}},
+    {"text": "lowercase", "weight": 2, "verifier": {"type": "regex", "pattern": "[a-z]"}},
+    {"text": "no digit", "verifier": {"type": "regex", "pattern": "[0-9]", "negate": True}},
+]
+
+
 # Configs the trainer must refuse before training, and what their message must say.
 ERRORS = {
     "k1_in_loss": (
@@ -171,6 +180,26 @@ def runs(tmp_path_factory, env):
         "rl:rloo,smoke",
         {**log1, "reward.kind": "combined", "reward.components": "gold:1.0"}
         | {"reward.transform": "log_sigmoid_centered"},
+    )
+    # Text rewards on a byte-tokenised file: 8 prompts whose accepted answers are the letters.
+    data, rubrics = root / "letters.jsonl", root / "rubrics.jsonl"
+    prompts = [f"Name a letter ({i}):" for i in range(8)]
+    data.write_text(
+        "".join(json.dumps({"prompt": p, "response": c}) + "\n" for p in prompts for c in LOWER)
+    )
+    rubrics.write_text("".join(json.dumps({"prompt": p, "items": RUBRIC}) + "\n" for p in prompts))
+    text = {**log1, **GRPO, "rl.log_samples": 32, "rl.max_new_tokens": 1, "model.vocab_size": 260}
+    text |= {"data.source": "files", "data.layout": "sft", "data.train_path": str(data)}
+    dirs["verifiable"] = add(
+        "verifiable",
+        "rl:grpo,smoke",
+        {**text, "reward.kind": "verifiable", "reward.verifier": "exact_match"}
+        | {"reward.extract": "none"},
+    )
+    dirs["rubric"] = add(
+        "rubric",
+        "rl:grpo,smoke",
+        {**text, "reward.kind": "rubric", "reward.rubrics_path": str(rubrics)},
     )
     dirs["rollouts"] = add("rollouts", "rollouts")
     plan_file = root / "plan.json"
@@ -510,3 +539,39 @@ def test_reference_centred_reward_samples_the_reference(runs):
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all(math.isfinite(r["reward"]) and r["reward"] < 0 for r in records)
     assert all(r["reward"] != r["gold_reward"] for r in records)
+
+
+def _samples(workdir):
+    with open(os.path.join(workdir, "samples.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _one_letter(text):
+    return len(text) == 1 and text.isascii() and text.isalpha()
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        # exact match after normalisation (case folded): any one letter is an accepted answer
+        ("verifiable", lambda c: float(_one_letter(c))),
+        # gated by the hard item, else (1 * one letter + 2 * lowercase + 1 * no digit) / 4
+        ("rubric", lambda c: (2.0 + 2.0 * c.islower()) / 4.0 if _one_letter(c) else 0.0),
+    ],
+)
+def test_text_rewards_score_the_decoded_samples(runs, name, expected):
+    """GRPO smoke runs on a byte-tokenised file with a verifiable reward (the prompt's responses
+    are its answers) and a rubric reward: every completion of every iteration (samples.jsonl)
+    got the reward recomputed here from its text, the logged mean reward is their mean, both
+    outcomes occur, and no completion holds an id outside the tokenizer's (id 0, 256..259)."""
+    _ok(runs, name)
+    records, samples = _records(runs["dirs"][name]), _samples(runs["dirs"][name])
+    assert [r["step"] for r in records] == list(range(1, NUM_STEPS + 1))
+    assert len(samples) == 32 * NUM_STEPS
+    for s in samples:
+        assert s["prompt"].startswith("Name a letter (") and len(s["completion"]) == 1
+        assert s["reward"] == pytest.approx(expected(s["completion"]), abs=1e-6), s
+    for r in records:
+        step = [s["reward"] for s in samples if s["step"] == r["step"]]
+        assert r["reward"] == pytest.approx(np.mean(step), abs=1e-6)
+    assert len({s["reward"] for s in samples}) >= 2  # the reward separates the samples

@@ -4,8 +4,9 @@ One step of the loop is one iteration:
 
 1. sample N completions for each of the P prompts of the batch with the jitted KV-cache sampler
    (temperature, top-k, top-p), keeping each token's log-prob under the sampled distribution;
-2. score them with the configured reward function (`rewardjax.rewards`: the synthetic task's
-   gold reward, a trained reward model, a rule on text, or a weighted combination), and on the
+2. score them with the configured reward function (`rl_rewards`: the synthetic task's gold
+   reward, a trained reward model, a rule on text, a verifiable answer, a rubric, or a weighted
+   combination), and on the
    synthetic task with the gold reward too, for the metrics;
 3. in one jitted update: the reference's log-probs, the KL (in the reward, or in the loss),
    advantages (`rl.advantages`), then `num_epochs` passes of `num_minibatches` updates of the
@@ -38,6 +39,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from rewardjax import parallel, rewards, rl, sampling
@@ -45,10 +47,10 @@ from rewardjax.data import synthetic
 from rewardjax.kl import KLControllerState, adaptive_kl_controller, fixed_kl_controller
 from rewardjax.models import CausalLM, ValueModel
 from rewardjax.train.state import TrainState
-from rewardjax.train.tasks import reward_model
+from rewardjax.train.tasks import reward_model, rl_rewards
 from rewardjax.train.tasks.common import Context, Task, backbone_config
 
-__all__ = ["build", "layouts", "token_logprobs"]
+__all__ = ["build", "layouts", "token_logprobs", "token_range_of"]
 
 CONTROLLERS = ("fixed", "adaptive", "lagrangian")
 
@@ -81,6 +83,14 @@ def token_logprobs(
     if where is not None:
         logp = jnp.where(where[:, 1:] > 0, logp, 0.0)
     return jnp.pad(logp, ((0, 0), (1, 0)))
+
+
+def token_range_of(data: Any) -> tuple[int, int]:
+    """The ids the policy may emit, `[low, high)`: the synthetic task's tokens (id 0 pads) or the
+    tokenizer's (`first_id`..`vocab_size`); the model's other rows get probability 0."""
+    if data.task is not None:
+        return 1, data.task.model_vocab_size
+    return data.tokenizer.first_id, data.tokenizer.vocab_size
 
 
 def _left_padded(tokens: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -140,60 +150,6 @@ def _controller(k: ml_collections.ConfigDict):
     if k.controller == "adaptive":
         return adaptive_kl_controller(k.beta, k.target, k.horizon)
     return rl.kl_penalty.lagrangian_kl_controller(k.beta, k.target, k.lr)
-
-
-def _reward_function(ctx: Context, kind: str) -> rewards.RewardFunction:
-    """The reward function `config.reward` names (`kind` one of gold, model, rule)."""
-    c, task = ctx.config.reward, ctx.data.task
-    if kind == "gold":
-        if task is None:
-            raise ValueError(
-                "config.reward.kind='gold' is the synthetic task's gold reward; with "
-                "config.data.source='files' use 'model' or 'rule'."
-            )
-        return rewards.GoldReward(task)
-    if kind == "model":
-        if not c.model_workdir:
-            raise ValueError(
-                "config.reward.kind='model' needs config.reward.model_workdir, the work "
-                "directory of a reward-model run."
-            )
-        model, params = reward_model.load_trained(c.model_workdir, ctx.mesh, ctx.rules)
-        return rewards.ModelReward(
-            model, params, ensemble=c.ensemble, uncertainty_coef=c.uncertainty_coef
-        )
-    if kind == "rule":
-        if ctx.data.tokenizer is None:
-            raise ValueError(
-                "config.reward.kind='rule' judges decoded text; the synthetic task has none. "
-                "Use config.data.source='files' (its config.data.tokenizer decodes)."
-            )
-        return rewards.RuleReward(
-            rewards.regex_format(c.pattern, mode="search"), tokenizer=ctx.data.tokenizer
-        )
-    raise ValueError(
-        f"config.reward.kind={kind!r}: expected 'gold', 'model', 'rule' or 'combined'."
-    )
-
-
-def reward_function(ctx: Context) -> rewards.RewardFunction:
-    """`config.reward`: one source, or `combined` = "kind:weight,..." through a transform."""
-    c = ctx.config.reward
-    if c.kind != "combined":
-        return _reward_function(ctx, c.kind)
-    components = []
-    for item in c.components.split(","):
-        kind, _, weight = item.strip().partition(":")
-        try:
-            components.append((kind, _reward_function(ctx, kind), float(weight or 1.0)))
-        except ValueError as e:
-            if kind in ("gold", "model", "rule"):
-                raise
-            raise ValueError(
-                f"config.reward.components={c.components!r}: {item.strip()!r} is not kind:weight "
-                "with kind gold, model or rule."
-            ) from e
-    return rewards.CombinedReward(components, transform=c.transform or None)
 
 
 def _init_policy(ctx: Context, policy: CausalLM, example) -> tuple[Any, Any]:
@@ -286,10 +242,17 @@ def build(ctx: Context) -> Task:
         policy=policy,
         critic=critic,
         reference=reference,
-        reward_fn=reward_function(ctx),
+        reward_fn=rl_rewards.reward_function(ctx),
         gold_fn=rewards.GoldReward(ctx.data.task) if ctx.data.task is not None else None,
         task=ctx.data.task,
         controller=controller,
+        token_range=token_range_of(ctx.data),
+        samples=SampleLog(
+            os.path.join(ctx.workdir, "samples.jsonl"),
+            every=config.train.log_every,
+            rows=r.log_samples,
+            tokenizer=ctx.data.tokenizer,
+        ),
     )
     extra = {"kl_beta": controller.init().beta}
     return Task(policy, params, shardings, iteration, dataset, extra=extra, jit=False)
@@ -300,9 +263,22 @@ class _Iteration:
     docstring); the loop calls it unjitted, its sampling and update are jitted once each."""
 
     def __init__(
-        self, *, config, shapes, policy, critic, reference, reward_fn, gold_fn, task, controller
+        self,
+        *,
+        config,
+        shapes,
+        policy,
+        critic,
+        reference,
+        reward_fn,
+        gold_fn,
+        task,
+        controller,
+        token_range,
+        samples,
     ):
         self.config, self.shapes, self.task = config, shapes, task
+        self.samples = samples
         self.reward_fn, self.gold_fn = reward_fn, gold_fn
         self.reference = reference
         r = config.rl
@@ -316,6 +292,7 @@ class _Iteration:
                 top_p=r.top_p,
                 temperature=r.temperature,
                 stop_tokens=tuple(r.stop_tokens),
+                token_range=token_range,
             )
         )
         self.greedy = jax.jit(
@@ -326,17 +303,23 @@ class _Iteration:
                 num_samples=1,
                 temperature=0.0,
                 stop_tokens=tuple(r.stop_tokens),
+                token_range=token_range,
             )
         )
         self.update = jax.jit(
             functools.partial(
-                _update, policy=policy, critic=critic, controller=controller, config=config
+                _update,
+                policy=policy,
+                critic=critic,
+                controller=controller,
+                config=config,
+                token_range=token_range,
             ),
             donate_argnums=0,
         )
 
     def __call__(self, state: TrainState, batch: dict, rng: jax.Array):
-        s = self.shapes
+        s, step = self.shapes, int(state.step)  # the update donates the state
         sample_key, update_key = jax.random.split(rng)
         prompt_mask = (batch["mask"] * (1 - batch["completion_mask"]))[:, : s.prompt_width]
         prompts, prompt_mask = _left_padded(batch["tokens"][:, : s.prompt_width], prompt_mask)
@@ -380,6 +363,7 @@ class _Iteration:
             baseline,
             update_key,
         )
+        self.samples.write(step, inputs, scored.rewards)
         metrics["reward"] = jnp.mean(scored.rewards)
         metrics["completion_length"] = jnp.mean(flat(out.lengths).astype(jnp.float32))
         if self.gold_fn is not None:
@@ -390,6 +374,40 @@ class _Iteration:
                 self.task, inputs, flat(out.logprobs), gold.aux["invalid"]
             )
         return state, metrics
+
+
+class SampleLog:
+    """Appends the first `rows` completions of every `every`-th iteration, with their rewards, to
+    a JSONL file (`{"step", "prompt", "completion", "reward"}`; text when there is a tokenizer,
+    else the ids), so a run's behaviour can be read, not only its mean reward."""
+
+    def __init__(self, path: str, *, every: int, rows: int, tokenizer: Any):
+        self.path, self.every, self.rows, self.tokenizer = path, every, rows, tokenizer
+
+    def write(self, step: int, inputs: rewards.RewardInputs, scores: jax.Array) -> None:
+        """`step` is the iteration's index (the step it completes is `step + 1`)."""
+        if not self.rows or (step + 1) % self.every or jax.process_index() != 0:
+            return
+        if not inputs.completion_tokens.is_fully_addressable:  # several processes: skip
+            return
+        n = self.rows
+        parts = [
+            (inputs.prompt_tokens[:n], inputs.prompt_mask[:n], False),
+            (inputs.completion_tokens[:n], inputs.completion_mask[:n], True),
+        ]
+        if self.tokenizer is not None:
+            prompts, completions = (
+                rewards.decode_texts(self.tokenizer, t, m, strip_eos=eos) for t, m, eos in parts
+            )
+        else:
+            prompts, completions = (
+                [row[keep > 0].tolist() for row, keep in zip(np.asarray(t), np.asarray(m))]
+                for t, m, _ in parts
+            )
+        with open(self.path, "a") as f:
+            for p, c, r in zip(prompts, completions, np.asarray(scores[:n]).tolist()):
+                record = {"step": step + 1, "prompt": p, "completion": c, "reward": r}
+                f.write(json.dumps(record) + "\n")
 
 
 def _chain_kl(task, inputs: rewards.RewardInputs, logprobs, invalid) -> jax.Array:
@@ -420,6 +438,7 @@ def _update(
     critic: ValueModel | None,
     controller,
     config: ml_collections.ConfigDict,
+    token_range: tuple[int, int],
 ):
     """Advantages and `num_epochs x num_minibatches` policy (and critic) updates on one rollout."""
     r = config.rl
@@ -436,6 +455,7 @@ def _update(
         """Log-probs of the completions under the distribution sampled (temperature, top-k and
         top-p applied: the ratio's) and under the model itself (the KL's), and the logits."""
         logits = policy.apply(p, tokens[rows], segment_ids=mask[rows])[0]
+        logits = sampling.restrict_logits(logits, token_range)
         model = token_logprobs(logits, tokens[rows], temperature=1.0, where=mask[rows])
         sampled = model
         if reshaped:
