@@ -5,7 +5,9 @@ global pyplot state or needs a display.
 
 - reliability diagram of the Bradley–Terry probabilities (Guo et al. 2017, arXiv 1706.04599);
 - best-of-n gold and proxy reward against KL, with the fit of Gao et al.'s law
-  (Gao et al. 2022, arXiv 2210.10760, Figure 1 and eq. (1));
+  (Gao et al. 2022, arXiv 2210.10760, Figure 1 and eq. (1)); on an enumerable synthetic task, the
+  exact best-of-n law up to large n beside the exact KL-regularised optimum's frontier
+  (`evaluate.overoptimization.exact_bon_study`), where the gold reward peaks and falls;
 - pair accuracy per subset (Lambert et al. 2024, "RewardBench", arXiv 2403.13787).
 """
 
@@ -18,6 +20,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rewardjax import theory
+from rewardjax.evaluate import overoptimization as overopt
 from rewardjax.evaluate.gold import BonGoldCurves
 from rewardjax.evaluate.pairs import Calibration
 from rewardjax.evaluate.runner import PairReport
@@ -141,6 +144,47 @@ def plot_subset_accuracy(
     return str(path)
 
 
+def _exact_bon_section(study: overopt.ExactBonStudy, directory: str | os.PathLike) -> list[str]:
+    b = study.bon
+    # The frontier from β = ∞ (KL = 0, the base policy) to the smallest β; NaN beyond its KL.
+    f_kl = np.concatenate([[0.0], study.frontier_kl])
+    f_gold = np.concatenate([[float(b.gold_best[0])], study.frontier_gold])
+    order = np.argsort(f_kl)
+    optimum = np.interp(b.kl, f_kl[order], f_gold[order])
+    optimum = np.where(b.kl > f_kl.max() * (1 + 1e-6), np.nan, optimum)
+    columns = (b.n, b.kl, b.proxy_reward, b.gold_reward, b.gold_best, optimum)
+    rows = [[f"{n:.0f}", *map(float, rest)] for n, *rest in zip(*columns)]
+    header = ["n", "KL (nats)", "proxy reward", "gold reward", "gold, BoN by gold", "gold, optimum"]
+    fit = fit_bon_gold(b)
+    peak = overopt.bon_gold_peak(b)
+    i = peak.index
+    parts = [
+        "## Best-of-n\n",
+        "Exact best-of-n law over every response to each prompt (Beirami et al. 2024, "
+        "arXiv 2401.01879), means over the prompts; *gold, optimum* is the exact KL-regularised "
+        "optimum of the gold reward at the same KL (the frontier no policy can beat).\n",
+        markdown_table(header, rows),
+        f"\n**Overoptimization.** The gold reward of best-of-n by the proxy peaks at n = "
+        f"{b.n[i]:.0f} (KL = {peak.kl:.2f} nats, gold {peak.gold:.3f}, "
+        f"+{peak.rise:.3f} over n = 1) and falls by {peak.drop:.3f} to "
+        f"{float(b.gold_reward[-1]):.3f} at n = {b.n[-1]:.0f} "
+        f"(KL = {peak.final_kl:.2f}), while the proxy reward keeps rising "
+        f"(+{peak.proxy_gain:.3f} after the peak). At the peak's KL the exact optimum reaches "
+        f"gold {float(optimum[i]):.3f}.\n",
+        f"\nGao et al. fit of the gold reward gained over n = 1, d = √KL: R(d) = d (α - β d) with "
+        f"α = {fit.alpha:.4f}, β = {fit.beta:.4f} (R² = {fit.r_squared:.4f}; "
+        f"Gao, Schulman, Hilton 2022, arXiv 2210.10760).\n",
+    ]
+    overopt.plot_exact_bon_study(study, os.path.join(directory, "bon.png"), fit=fit)
+    points = [
+        dict(zip(["n", "kl", "proxy", "gold", "gold_bon_by_gold", "gold_optimum"], r))
+        for r in zip(*(np.asarray(c, np.float64) for c in columns))
+    ]
+    overopt.write_points(os.path.join(directory, "bon_points.jsonl"), points)
+    parts.append("\n![best-of-n gold vs proxy and the exact optimum](bon.png)\n")
+    return parts
+
+
 def write_report(
     directory: str | os.PathLike,
     *,
@@ -149,6 +193,7 @@ def write_report(
     title: str = "Reward model evaluation",
     notes: Mapping[str, Any] | None = None,
     filename: str = "report.md",
+    exact: overopt.ExactBonStudy | None = None,
 ) -> str:
     """Writes `filename` and its PNG plots into `directory`; returns the report's path.
 
@@ -164,6 +209,10 @@ def write_report(
       title: the report's heading.
       notes: extra key/value rows shown first.
       filename: the Markdown file's name.
+      exact: from `overoptimization.exact_bon_study` (replaces `bon`): the exact best-of-n
+        table with the optimum's gold reward at each KL, where the gold reward peaks and how far
+        it falls, the Gao et al. fit, and one plot of all of it (`bon.png`); the points in
+        `bon_points.jsonl`.
     """
     os.makedirs(directory, exist_ok=True)
     join = lambda name: os.path.join(directory, name)
@@ -194,7 +243,9 @@ def write_report(
                 parts.append("\n" + markdown_table(["section", "score"], sections))
             plot_subset_accuracy(acc, cnt, pairs.subset_names, join("subset_accuracy.png"))
             parts.append("\n![accuracy per subset](subset_accuracy.png)\n")
-    if bon is not None:
+    if exact is not None:
+        parts += _exact_bon_section(exact, directory)
+    elif bon is not None:
         columns = (bon.n, bon.kl, bon.proxy_reward, bon.gold_reward, bon.gold_best)
         rows = [[int(n), *map(float, rest)] for n, *rest in zip(*columns)]
         header = ["n", "KL (nats)", "proxy reward", "gold reward", "gold reward, BoN by gold"]

@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rewardjax.data import synthetic
+from rewardjax.evaluate import overoptimization as overopt
 from rewardjax.evaluate.report import write_report
 from rewardjax.evaluate.runner import (
     PairReport,
@@ -28,7 +29,12 @@ from rewardjax.evaluate.runner import (
 )
 from rewardjax.models import ScoringModel
 
-__all__ = ["plot_proxy_vs_gold", "plot_training_curves", "reward_model_report"]
+__all__ = [
+    "exact_bon_report_study",
+    "plot_proxy_vs_gold",
+    "plot_training_curves",
+    "reward_model_report",
+]
 
 
 def plot_training_curves(records: Sequence[Mapping[str, Any]], path: str) -> str:
@@ -73,6 +79,28 @@ def plot_proxy_vs_gold(arrays: Mapping[str, np.ndarray], path: str) -> str:
     return path
 
 
+def exact_bon_report_study(
+    task: synthetic.MarkovTask, model: ScoringModel, params: Any, config: ml_collections.ConfigDict
+) -> overopt.ExactBonStudy:
+    """`overoptimization.exact_bon_study` as the report runs it: `config.report.bon_prompts`
+    prompts (key seed + 1), n = 1, 2, 4, … up to `config.report.bon_max_n`, and 80 values of β
+    from 10⁻³ to 10² times the gold reward's spread (the frontier)."""
+    law = overopt.synthetic_response_law(
+        task,
+        model,
+        params,
+        jax.random.PRNGKey(config.seed + 1),
+        num_prompts=config.report.bon_prompts,
+    )
+    max_n = int(config.report.get("bon_max_n", 2**20))
+    ns = 2.0 ** np.arange(int(np.log2(max_n)) + 1)
+    spread = float(np.std(law.gold)) or 1.0
+    betas = spread * np.geomspace(1e-3, 1e2, 80)
+    if law.proxy.ndim == 3:  # an ensemble head: its members' mean, as the rest of the report
+        law = law._replace(proxy=law.proxy.mean(0))
+    return overopt.exact_bon_study(law, ns, betas)
+
+
 def reward_model_report(
     workdir: str,
     *,
@@ -101,8 +129,10 @@ def reward_model_report(
         chosen_gold=arrays.get("chosen_gold"),
         rejected_gold=arrays.get("rejected_gold"),
     )
-    bon = None
-    if task is not None:
+    bon = exact = None
+    if task is not None and config.report.get("bon_exact", False):
+        exact = exact_bon_report_study(task, model, params, config)
+    elif task is not None:
         bon = synthetic_bon_curves(
             task,
             model,
@@ -120,8 +150,16 @@ def reward_model_report(
         "final train loss": last.get("loss", float("nan")),
         "final train accuracy": last.get("accuracy", float("nan")),
     }
+    s = config.data.get("synthetic") if config.data.source == "synthetic" else None
+    if s is not None:
+        notes["preference pairs (train)"] = f"{s.num_train_pairs} (label flip rate {s.flip_rate})"
     path = write_report(
-        workdir, pairs=pairs, bon=bon, title="Reward model on the synthetic task", notes=notes
+        workdir,
+        pairs=pairs,
+        bon=bon,
+        exact=exact,
+        title="Reward model on the synthetic task",
+        notes=notes,
     )
     extra = ["## Training curves\n", "![training curves](training_curves.png)\n"]
     plot_training_curves(records, os.path.join(workdir, "training_curves.png"))
