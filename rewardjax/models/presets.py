@@ -1,6 +1,6 @@
-"""Named backbone shapes: "tiny" for tests and the published 7B-class models.
+"""Named backbone shapes: "tiny" for tests, Llama 3.2 1B and the published 7B-class models.
 
-Shapes from each model's released config.json: Llama 2 (arXiv:2307.09288), Llama 3 / 3.1
+Shapes from each model's released config.json: Llama 2 (arXiv:2307.09288), Llama 3 / 3.1 / 3.2
 (arXiv:2407.21783), Qwen2 (arXiv:2407.10671), Gemma (arXiv:2403.08295).
 """
 
@@ -59,6 +59,25 @@ PRESETS: dict[str, TransformerConfig] = {
             original_max_position=8192,
         ),
         norm_eps=1e-5,
+    ),
+    "llama3.2-1b": TransformerConfig(
+        vocab_size=128256,
+        d_model=2048,
+        n_layers=16,
+        unroll_layers=False,
+        n_heads=32,
+        n_kv_heads=8,
+        d_ff=8192,
+        rope_theta=500000.0,
+        rope_scaling=RopeScaling(
+            kind="llama3",
+            factor=32.0,
+            low_freq_factor=1.0,
+            high_freq_factor=4.0,
+            original_max_position=8192,
+        ),
+        norm_eps=1e-5,
+        tie_embeddings=True,
     ),
     "qwen2-7b": TransformerConfig(
         vocab_size=152064,
