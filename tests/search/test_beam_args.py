@@ -4,12 +4,13 @@ full forward of a random transformer whose logits depend on the whole context.""
 
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rewardjax import sampling, search
+from rewardjax import search
 from rewardjax.data import synthetic
 from rewardjax.models import CausalLM, TransformerConfig
 
@@ -45,11 +46,27 @@ def _np_beam_search(params, x0, num_beams):
 
 @pytest.fixture(scope="module")
 def lm():
+    """A random 1-layer transformer (parameters drawn in NumPy: no compilation) whose next-token
+    law depends on the whole context, and its jitted full forward (the cache-free reference)."""
     cfg = TransformerConfig(
-        vocab_size=VOCAB, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=16, init_std=0.5
+        vocab_size=VOCAB, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, d_ff=16
     )
     model = CausalLM(cfg)
-    return model, jax.jit(model.init)(jax.random.key(0), jnp.ones((1, 4), jnp.int32))
+    shapes = nn.meta.unbox(jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 4), int)))
+    rng = np.random.default_rng(0)
+    params = jax.tree_util.tree_map(
+        lambda x: jnp.asarray(rng.normal(0.0, 0.5, x.shape), jnp.float32), shapes
+    )
+    return model, params, jax.jit(model.apply)
+
+
+def _np_logprobs(logits):
+    logits = np.asarray(logits, np.float64)
+    return (
+        logits
+        - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+        - logits.max(-1, keepdims=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +77,7 @@ def prompts():
 
 
 def test_beam_search_all_candidates_equals_brute_force(lm, prompts):
-    model, params = lm
+    model, params, _ = lm
     rng = np.random.default_rng(0)
     sparams = (
         jnp.asarray(rng.normal(size=(K * STEPS, VOCAB))),
@@ -84,13 +101,26 @@ def test_beam_search_all_candidates_equals_brute_force(lm, prompts):
         )  # fmt: skip
 
 
+ROWS = 256  # every full-forward reference runs on [ROWS, 3 + 6] tokens: one compiled forward
+
+
+def _forward_logprobs(lm, tokens, mask):
+    """log softmax of the cache-free forward, rows padded to ROWS (one compiled shape)."""
+    _, params, forward = lm
+    n = len(tokens)
+    pad = ((0, ROWS - n), (0, 0))
+    logits, _ = forward(params, np.pad(tokens, pad), segment_ids=np.pad(mask, pad))
+    return _np_logprobs(logits[:n])
+
+
 def test_sampled_beam_search_cache_and_single_compile(lm, prompts):
     """The beams' log-probs (from the gathered KV cache) equal a full forward of the returned
     tokens, the beams are sorted and scored by the scorer, and new keys/params reuse the program."""
-    model, params = lm
+    model, params, _ = lm
     rng = np.random.default_rng(1)
     kw = dict(scorer=table_score, num_beams=BEAMS, expand=3, step_tokens=K, num_steps=STEPS)
     size = search.beam_search._cache_size()
+    tokens, mask = (np.asarray(x) for x in prompts)
     for seed in range(2):
         sparams = (
             jnp.asarray(rng.normal(size=(K * STEPS, VOCAB))),
@@ -100,28 +130,17 @@ def test_sampled_beam_search_cache_and_single_compile(lm, prompts):
             model, params, *prompts, jax.random.key(seed), scorer_params=sparams,
             temperature=1.0 + seed, **kw,
         )  # fmt: skip
-        tokens, mask = prompts
-        full = jnp.concatenate([jnp.repeat(tokens, BEAMS, 0), out.candidates.reshape(-1, 6)], 1)
-        fmask = jnp.concatenate([jnp.repeat(mask, BEAMS, 0), jnp.ones((3 * BEAMS, 6), int)], 1)
-        comp = jnp.concatenate([jnp.zeros_like(fmask[:, :3]), fmask[:, 3:]], 1)
-        lp = sampling.completion_logprobs(model, params, full, mask=fmask, completion_mask=comp)
-        # Left-padded prompts: the completion is the last 6 columns of the forward.
-        np.testing.assert_allclose(
-            np.asarray(lp[:, 3:]).reshape(3, BEAMS, 6)[:, 0], out.logprobs, atol=2e-5
-        )
+        beams = np.asarray(out.candidates).reshape(-1, 6)
+        full = np.concatenate([np.repeat(tokens, BEAMS, 0), beams], 1)
+        fmask = np.concatenate([np.repeat(mask, BEAMS, 0), np.ones_like(beams)], 1)
+        logp = _forward_logprobs(lm, full, fmask)  # position 2 + t predicts completion token t
+        want = np.take_along_axis(logp[:, 2:8], beams[..., None], axis=-1)[..., 0]
+        np.testing.assert_allclose(want.reshape(3, BEAMS, 6)[:, 0], out.logprobs, atol=2e-5)
         for i, x0 in enumerate([2, 1, 2]):
             want = [_np_table_score(sparams, x0, c) for c in np.asarray(out.candidates[i])]
             np.testing.assert_allclose(out.candidate_scores[i], want, rtol=1e-5, atol=1e-5)
         assert np.all(np.diff(np.asarray(out.candidate_scores), axis=1) <= 0)
     assert search.beam_search._cache_size() == size + 1
-
-
-@pytest.fixture(scope="module")
-def markov():
-    task = synthetic.make_markov_task(5, vocab_size=3, length=4, prompt_length=2)
-    model, params = search.markov_chain_lm(task)
-    scorer, sparams = search.markov_value_scorer(task)
-    return task, model, params, scorer, sparams
 
 
 def _np_reward_to_go(task):
@@ -132,81 +151,96 @@ def _np_reward_to_go(task):
     return w
 
 
-def _np_args_scores(task, w_table, y0, prefix, weight, k):
-    """ARGS scores of the top-k next tokens b: log p(b | a) + w (collected + r(a, b) + W(b))."""
-    trans, reward = task.transition, task.bigram_reward
-    seq = [y0, *prefix]
-    collected = sum(reward[seq[i], seq[i + 1]] for i in range(len(prefix)))
-    logits = np.log(trans[seq[-1]])
-    cand = np.argsort(-logits, kind="stable")[:k]
-    t = len(prefix) + 1
-    return cand, logits[cand] + weight * (collected + reward[seq[-1], cand] + w_table[t, cand])
-
-
-ROWS = 256
-
-
-def test_args_greedy_and_sampled_against_numpy(markov):
-    task, model, params, scorer, sparams = markov
+def test_markov_args_policy_against_numpy():
+    """The exact law of sampled ARGS with the exact PRM (the study's KL): at position t after a,
+    softmax over the top-k b of (log p(b | a) + w (r(a, b) + W_t(b))) / τ."""
+    task = synthetic.make_markov_task(5, vocab_size=3, length=4, prompt_length=2)
     w_table = _np_reward_to_go(task)
-    prompts = synthetic.to_ids(synthetic.sample_prompts(task, jax.random.key(0), ROWS))
-    pm = jnp.ones_like(prompts)
-    kw = dict(scorer=scorer, scorer_params=sparams, max_new_tokens=task.length, num_candidates=2)
-    for weight in (0.0, 2.0):
-        out = search.args_decode(model, params, prompts, pm, jax.random.key(1), weight=weight, **kw)
-        for i in range(8):
-            y0, prefix = int(prompts[i, -1]) - 1, []
-            for _ in range(task.length):
-                cand, score = _np_args_scores(task, w_table, y0, prefix, weight, 2)
-                prefix.append(int(cand[np.argmax(score)]))
-            np.testing.assert_array_equal(np.asarray(out.tokens[i]) - 1, prefix)
-        y = np.concatenate([np.asarray(prompts[:, -1:]), np.asarray(out.tokens)], 1) - 1
-        gold = task.bigram_reward[y[:, :-1], y[:, 1:]].sum(1)
-        np.testing.assert_allclose(out.scores, gold, rtol=1e-5, atol=1e-5)
-        if weight == 0.0:
-            greedy = np.argmax(task.transition, axis=1)  # greedy decoding of the chain
-            want = [y0 := int(p) - 1 for p in np.asarray(prompts[:8, -1])]
-            for i, y0 in enumerate(want):
-                seq = [y0]
-                for _ in range(task.length):
-                    seq.append(int(greedy[seq[-1]]))
-                np.testing.assert_array_equal(np.asarray(out.tokens[i]) - 1, seq[1:])
-    # Sampled ARGS (τ = 1, all 3 tokens): the first token's law is softmax of the NumPy scores.
-    one = jnp.broadcast_to(prompts[:1], prompts.shape)
-    kw["num_candidates"] = 3
-    size = search.args_decode._cache_size()
-    out = search.args_decode(
-        model, params, one, pm, jax.random.key(2), weight=1.5, temperature=1.0, **kw
-    )
-    search.args_decode(model, params, one, pm, jax.random.key(3), weight=0.5, temperature=0.5, **kw)
-    assert search.args_decode._cache_size() == size + 1  # weight and temperature are traced
-    cand, score = _np_args_scores(task, w_table, int(one[0, -1]) - 1, [], 1.5, 3)
-    probs = np.zeros(3)
-    probs[cand] = np.exp(score - score.max()) / np.exp(score - score.max()).sum()
-    freq = np.bincount(np.asarray(out.tokens[:, 0]) - 1, minlength=3) / ROWS
-    np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / ROWS))
-    # The exact ARGS policy of the library (used by the study for KL) at t = 1 from that y0.
-    policy = search.markov_args_policy(task, 1.5, num_candidates=3)
-    np.testing.assert_allclose(policy[0, int(one[0, -1]) - 1], probs, rtol=1e-5, atol=1e-6)
     policy = np.asarray(search.markov_args_policy(task, 0.7, num_candidates=2, temperature=0.5))
     for t, a in itertools.product(range(task.length), range(3)):
-        prefix = [a] * t  # a prefix of t tokens ending in a (the collected reward cancels)
-        cand, score = _np_args_scores(task, w_table, a, prefix, 0.7, 2)
+        logp = np.log(task.transition[a])
+        cand = np.argsort(-logp, kind="stable")[:2]
+        score = (logp[cand] + 0.7 * (task.bigram_reward[a, cand] + w_table[t + 1, cand])) / 0.5
         want = np.zeros(3)
-        want[cand] = np.exp(2 * (score - score.max())) / np.exp(2 * (score - score.max())).sum()
+        want[cand] = np.exp(score - score.max()) / np.exp(score - score.max()).sum()
         np.testing.assert_allclose(policy[t, a], want, rtol=1e-5, atol=1e-6)
 
 
-def test_args_zero_weight_equals_greedy_sampling_with_cache(lm, prompts):
-    """w = 0: greedy ARGS is greedy decoding of a context-dependent model (KV-cache path)."""
-    model, params = lm
-    sparams = (jnp.zeros((6, VOCAB)), jnp.zeros(VOCAB))
+@pytest.fixture(scope="module")
+def many_prompts():
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(0, VOCAB, (ROWS, 3)).astype(np.int32)
+    mask = np.ones_like(tokens)
+    mask[::3, 0] = 0  # every third prompt left-padded
+    return tokens, mask
+
+
+def _np_greedy_args(lm, sparams, tokens, mask, weight, k):
+    """NumPy ARGS: the top-k tokens of the cache-free forward, re-scored, argmax, token by token."""
+    sparams = tuple(np.asarray(x, np.float64) for x in sparams)
+    rows, x0 = len(tokens), tokens[:, -1]
+    prefix = np.zeros((rows, 6), np.int32)
+    for t in range(6):
+        full = np.concatenate([tokens, prefix], 1)
+        fmask = np.concatenate([mask, np.repeat((np.arange(6) < t)[None], rows, 0)], 1)
+        logp = _forward_logprobs(lm, full, fmask.astype(np.int32))[:, 2 + t]
+        for i in range(rows):
+            cand = np.argsort(-logp[i], kind="stable")[:k]
+            score = [
+                logp[i, c] + weight * _np_table_score(sparams, x0[i], [*prefix[i, :t], c])
+                for c in cand
+            ]
+            prefix[i, t] = cand[int(np.argmax(score))]
+    return prefix, logp
+
+
+def test_args_greedy_against_numpy_brute_force(lm, many_prompts):
+    """Greedy ARGS (KV cache) against NumPy on a cache-free forward: at each position the top-k
+    tokens re-scored by logit + w · score(prefix + token), argmax; with w = 0 it is greedy
+    decoding of the model, and its log-probs are the model's."""
+    model, params, _ = lm
+    tokens, mask = many_prompts
+    rng = np.random.default_rng(3)
+    sparams = (jnp.asarray(rng.normal(size=(6, VOCAB))), jnp.asarray(rng.normal(size=VOCAB)))
+    kw = dict(scorer=table_score, scorer_params=sparams, max_new_tokens=6, num_candidates=2)
+    size = search.args_decode._cache_size()
+    for weight in (1.5, 0.0):
+        out = search.args_decode(
+            model, params, tokens, mask, jax.random.key(0), weight=weight, temperature=0.0, **kw
+        )
+        want, _ = _np_greedy_args(lm, sparams, tokens, mask, weight, 2)
+        np.testing.assert_array_equal(out.tokens, want)
+        final = [_np_table_score(sparams, tokens[i, -1], want[i]) for i in range(ROWS)]
+        np.testing.assert_allclose(out.scores, final, rtol=1e-5, atol=1e-5)
+    assert search.args_decode._cache_size() == size + 1  # the weight is traced
+    full = np.concatenate([tokens, want], 1)
+    logp = _forward_logprobs(lm, full, np.concatenate([mask, np.ones_like(want)], 1))
+    model_lp = np.take_along_axis(logp[:, 2:8], want[..., None], axis=-1)[..., 0]
+    np.testing.assert_allclose(out.logprobs, model_lp, atol=2e-5)
+    np.testing.assert_array_equal(want, np.argmax(logp[:, 2:8], axis=-1))  # w = 0: greedy
+    assert np.all(out.tokens_generated == 6) and np.all(out.scorer_calls == 12)
+
+
+def test_args_sampled_first_token_law(lm, many_prompts):
+    """Sampled ARGS: the first token of ROWS copies of one prompt follows softmax((logit + w ·
+    score) / τ) over the top-k (NumPy), within 4 binomial standard errors."""
+    model, params, _ = lm
+    tokens, mask = many_prompts
+    one, one_mask = np.repeat(tokens[1:2], ROWS, 0), np.repeat(mask[1:2], ROWS, 0)
+    rng = np.random.default_rng(4)
+    sparams = (jnp.asarray(rng.normal(size=(6, VOCAB))), jnp.asarray(rng.normal(size=VOCAB)))
     out = search.args_decode(
-        model, params, *prompts, jax.random.key(0), scorer=table_score, scorer_params=sparams,
-        weight=0.0, max_new_tokens=6, num_candidates=VOCAB,
+        model, params, one, one_mask, jax.random.key(5), scorer=table_score, scorer_params=sparams,
+        weight=0.8, temperature=0.7, max_new_tokens=6, num_candidates=2,
     )  # fmt: skip
-    ref = sampling.sample(
-        model, params, *prompts, jax.random.key(0), max_new_tokens=6, temperature=0.0
+    full = np.concatenate([one, np.zeros((ROWS, 6), np.int32)], 1)
+    fmask = np.concatenate([one_mask, np.zeros((ROWS, 6), np.int32)], 1)
+    logp = _forward_logprobs(lm, full, fmask)[0, 2]
+    cand = np.argsort(-logp, kind="stable")[:2]
+    score = (
+        np.array([logp[c] + 0.8 * _np_table_score(sparams, one[0, -1], [c]) for c in cand]) / 0.7
     )
-    np.testing.assert_array_equal(out.tokens, ref.tokens[:, 0])
-    np.testing.assert_allclose(out.logprobs, ref.logprobs[:, 0], atol=1e-5)
+    probs = np.zeros(VOCAB)
+    probs[cand] = np.exp(score - score.max()) / np.exp(score - score.max()).sum()
+    freq = np.bincount(np.asarray(out.tokens[:, 0]), minlength=VOCAB) / ROWS
+    np.testing.assert_allclose(freq, probs, atol=4 * np.sqrt(0.25 / ROWS))
