@@ -31,6 +31,7 @@ from rewardjax.models.transformer import (
 # Parameter counts published with each model (Hugging Face model cards / config + safetensors).
 PUBLISHED_PARAMS = {
     "llama2-7b": 6_738_415_616,
+    "llama3.2-1b": 1_235_814_400,
     "llama3-8b": 8_030_261_248,
     "llama3.1-8b": 8_030_261_248,
     "qwen2-7b": 7_615_616_512,
