@@ -44,7 +44,7 @@ def ensemble_bon_gold(
     """Gold reward of best-of-n by each member and each aggregate, read at the KLs of `grid`.
 
     Returns:
-      ({"single": mean over members of each member's gold at the grid's KLs, "single e" for each
+      ({"single": mean over the members that reach each KL of their gold there, "single e" for each
       member e, "mean", "min", "uwo": the aggregates'}, {name: its ExactBonStudy}); gold values
       [G], NaN past a curve's largest KL.
     """
@@ -56,5 +56,7 @@ def ensemble_bon_gold(
         studies[name] = overopt.exact_bon_study(law, ns, betas, proxy=proxy)
     gold = {k: at_kl(s.bon.kl, s.bon.gold_reward, grid) for k, s in studies.items()}
     singles = np.stack([gold[f"single {e}"] for e in range(len(members))])
-    gold = {"single": singles.mean(0), **gold}
+    with np.errstate(all="ignore"):  # a KL no member reaches stays NaN
+        single = np.nanmean(np.where(np.isnan(singles).all(0), np.inf, singles), 0)
+    gold = {"single": np.where(np.isinf(single), np.nan, single), **gold}
     return gold, studies
