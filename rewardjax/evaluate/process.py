@@ -232,9 +232,10 @@ def _process_metrics(z, targets, truth, mask, threshold, decision):
     """Every metric of `evaluate_process` in one program (one compilation per shape)."""
     correct = truth >= threshold
     prob = jax.nn.sigmoid(z)
+    weight = mask.astype(jnp.float32)  # spearman's weight: 0 leaves a prefix out
     fe = first_error_f1(first_error(prob >= decision, mask), first_error(correct, mask))
     flat = lambda x: x.reshape(-1)
-    per_step = jax.vmap(lambda p, v, m: spearman(p, v, weight=m), in_axes=1)(prob, truth, mask)
+    per_step = jax.vmap(lambda p, v, w: spearman(p, v, weight=w), in_axes=1)(prob, truth, weight)
     return {
         "steps": jnp.sum(mask),
         "step_accuracy": step_accuracy(prob >= decision, correct, where=mask),
@@ -242,8 +243,8 @@ def _process_metrics(z, targets, truth, mask, threshold, decision):
         "first_error_f1": fe.f1,
         "first_error_accuracy_erroneous": fe.error_accuracy,
         "first_error_accuracy_correct": fe.correct_accuracy,
-        "target_spearman": spearman(flat(prob), flat(targets), weight=flat(mask)),
-        "value_spearman": spearman(flat(prob), flat(truth), weight=flat(mask)),
+        "target_spearman": spearman(flat(prob), flat(targets), weight=flat(weight)),
+        "value_spearman": spearman(flat(prob), flat(truth), weight=flat(weight)),
         "per_step": per_step,
     }
 

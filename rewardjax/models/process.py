@@ -93,7 +93,7 @@ class ProcessRewardModel(nn.Module):
             dtype=jnp.float32,
             param_dtype=jnp.float32,
             kernel_init=nn.with_logical_partitioning(
-                nn.initializers.lecun_normal(), ("embed", "rewards")
+                nn.initializers.zeros_init(), ("embed", "rewards")
             ),
             bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("rewards",)),
             name="process_head",
