@@ -4,7 +4,13 @@ Used functionally: `params = model.init(rng, ...)`, `model.apply(params, ...)`.
 """
 
 from rewardjax.models import presets
-from rewardjax.models.checkpoint import config_from_hf, config_to_hf, load_hf, save_hf
+from rewardjax.models.checkpoint import (
+    config_from_hf,
+    config_to_hf,
+    load_hf,
+    load_hf_sharded,
+    save_hf,
+)
 from rewardjax.models.heads import (
     HEADS,
     EnsembleHead,
@@ -82,6 +88,7 @@ __all__ = [
     "last_step",
     "last_token_index",
     "load_hf",
+    "load_hf_sharded",
     "make_head",
     "pool_last",
     "presets",

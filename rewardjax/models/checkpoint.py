@@ -13,9 +13,11 @@ RMSNorm stores ``w`` and scales by ``1 + w`` in both libraries, so norms map unc
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -26,7 +28,7 @@ from safetensors.numpy import save_file
 from rewardjax.models.layers import RopeScaling
 from rewardjax.models.transformer import TransformerConfig
 
-__all__ = ["config_from_hf", "config_to_hf", "load_hf", "save_hf"]
+__all__ = ["config_from_hf", "config_to_hf", "load_hf", "load_hf_sharded", "save_hf"]
 
 _FAMILIES = ("llama", "qwen2", "gemma")
 _ARCHITECTURES = {
@@ -158,21 +160,60 @@ def config_to_hf(config: TransformerConfig) -> dict[str, Any]:
     }
 
 
-def _read_tensors(folder: str) -> dict[str, np.ndarray]:
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index) as f:
-            files = sorted(set(json.load(f)["weight_map"].values()))
-    else:
-        files = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{folder}: no *.safetensors files (or index) found.")
-    tensors = {}
-    for name in files:
-        with safe_open(os.path.join(folder, name), framework="numpy") as f:
-            for key in f.keys():
-                tensors[key] = f.get_tensor(key)
-    return tensors
+class _Tensors:
+    """The tensors of a folder's safetensors files: names and shapes from the headers, a tensor
+    copied out of the memory-mapped file only when asked for."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        index = os.path.join(folder, "model.safetensors.index.json")
+        if os.path.exists(index):
+            with open(index) as f:
+                files = sorted(set(json.load(f)["weight_map"].values()))
+        else:
+            files = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{folder}: no *.safetensors files (or index) found.")
+        self.file_of: dict[str, str] = {}
+        self.shape_of: dict[str, tuple[int, ...]] = {}
+        for name in files:
+            path = os.path.join(folder, name)
+            with safe_open(path, framework="numpy") as f:
+                for key in f.keys():
+                    self.file_of[key] = path
+                    self.shape_of[key] = tuple(f.get_slice(key).get_shape())
+
+    def check(self, cfg: TransformerConfig, sources: dict[tuple[str, ...], _Source]) -> None:
+        """Every tensor the config needs is there with its shape, and there is nothing else."""
+        expected = {}
+        for src in sources.values():
+            layers = range(cfg.n_layers) if src.stacked else [0]
+            expected.update((src.name.format(i=i), src.shape) for i in layers)
+        for name, shape in expected.items():
+            if name not in self.shape_of:
+                raise KeyError(
+                    f"{self.folder}: tensor {name!r} missing from the safetensors files."
+                )
+            if self.shape_of[name] != shape:
+                raise ValueError(
+                    f"{self.folder}: tensor {name!r} has shape {self.shape_of[name]}, expected "
+                    f"{shape}."
+                )
+        ignored = {"lm_head.weight"} if cfg.tie_embeddings else set()  # tied copies exist
+        unexpected = sorted(
+            k
+            for k in self.shape_of
+            if k not in expected and k not in ignored and not k.endswith("rotary_emb.inv_freq")
+        )
+        if unexpected:
+            raise ValueError(
+                f"{self.folder}: {len(unexpected)} unexpected tensors, e.g. {unexpected[:5]}; "
+                f"is this a plain {_family(cfg)} causal LM checkpoint?"
+            )
+
+    def get(self, name: str) -> np.ndarray:
+        with safe_open(self.file_of[name], framework="numpy") as f:
+            return f.get_tensor(name)
 
 
 def _layer_names(i: int) -> dict[str, str]:
@@ -190,77 +231,136 @@ def _layer_names(i: int) -> dict[str, str]:
     }
 
 
-def load_hf(folder: str, **overrides: Any) -> tuple[TransformerConfig, dict[str, Any]]:
-    """Read a local Hugging Face Llama / Qwen2 / Gemma folder into ``(config, params)``.
+class _Source(NamedTuple):
+    """Where a parameter comes from: the HF tensor `name` (with `{i}` for the layer of a stacked
+    leaf), its HF shape, and the map from the HF layout to ours."""
 
-    ``overrides`` replace config fields (e.g. ``dtype="bfloat16"``); weights are cast to
-    ``config.param_dtype``. Raises if a tensor is missing, unexpected or of the wrong shape.
-    """
+    name: str
+    shape: tuple[int, ...]
+    to_ours: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def stacked(self) -> bool:
+        return "{i}" in self.name
+
+
+def _sources(cfg: TransformerConfig) -> dict[tuple[str, ...], _Source]:
+    """Every leaf of `CausalLM(cfg)`'s params (its path under "params") and its source."""
+    d, h, kv, dh, ff = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.d_ff
+    n = {k: v.replace("layers.0.", "layers.{i}.") for k, v in _layer_names(0).items()}
+    same = lambda x: x
+    heads_in = lambda heads: lambda x: x.T.reshape(d, heads, dh)  # [heads * dh, D] -> [D, H, Dh]
+    layer = ("transformer", "layers")
+    out = {
+        ("transformer", "embed", "embedding"): _Source(
+            "model.embed_tokens.weight", (cfg.vocab_size, d), same
+        ),
+        ("transformer", "final_norm", "scale"): _Source("model.norm.weight", (d,), same),
+        (*layer, "attn", "q_kernel"): _Source(n["q"] + ".weight", (h * dh, d), heads_in(h)),
+        (*layer, "attn", "k_kernel"): _Source(n["k"] + ".weight", (kv * dh, d), heads_in(kv)),
+        (*layer, "attn", "v_kernel"): _Source(n["v"] + ".weight", (kv * dh, d), heads_in(kv)),
+        (*layer, "attn", "o_kernel"): _Source(
+            n["o"] + ".weight", (d, h * dh), lambda x: x.T.reshape(h, dh, d)
+        ),
+        (*layer, "attn_norm", "scale"): _Source(n["attn_norm"] + ".weight", (d,), same),
+        (*layer, "mlp_norm", "scale"): _Source(n["mlp_norm"] + ".weight", (d,), same),
+        (*layer, "mlp", "gate_kernel"): _Source(n["gate"] + ".weight", (ff, d), np.transpose),
+        (*layer, "mlp", "up_kernel"): _Source(n["up"] + ".weight", (ff, d), np.transpose),
+        (*layer, "mlp", "down_kernel"): _Source(n["down"] + ".weight", (d, ff), np.transpose),
+    }
+    if cfg.qkv_bias:
+        for name, heads in (("q", h), ("k", kv), ("v", kv)):
+            out[(*layer, "attn", f"{name}_bias")] = _Source(
+                n[name] + ".bias", (heads * dh,), lambda x, heads=heads: x.reshape(heads, dh)
+            )
+    if not cfg.tie_embeddings:
+        out[("lm_head",)] = _Source("lm_head.weight", (cfg.vocab_size, d), np.transpose)
+    return out
+
+
+def _read_config(folder: str, overrides: dict[str, Any]) -> TransformerConfig:
     config_path = os.path.join(folder, "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{folder}: config.json not found.")
     with open(config_path) as f:
-        cfg = config_from_hf(json.load(f), **overrides)
-    tensors = _read_tensors(folder)
-    used = set()
-    dtype = np.dtype(cfg.storage_dtype)
+        return config_from_hf(json.load(f), **overrides)
 
-    def take(name: str, shape: tuple[int, ...]) -> np.ndarray:
-        if name not in tensors:
-            raise KeyError(f"{folder}: tensor {name!r} missing from the safetensors files.")
-        x = tensors[name]
-        if x.shape != shape:
-            raise ValueError(f"{folder}: tensor {name!r} has shape {x.shape}, expected {shape}.")
-        used.add(name)
-        return x.astype(np.float32)
 
-    d, h, kv, dh, ff = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.d_ff
+def _nest(flat: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = out
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return out
 
-    def layer(i: int) -> dict[str, Any]:
-        n = _layer_names(i)
-        attn = {
-            "q_kernel": take(n["q"] + ".weight", (h * dh, d)).T.reshape(d, h, dh),
-            "k_kernel": take(n["k"] + ".weight", (kv * dh, d)).T.reshape(d, kv, dh),
-            "v_kernel": take(n["v"] + ".weight", (kv * dh, d)).T.reshape(d, kv, dh),
-            "o_kernel": take(n["o"] + ".weight", (d, h * dh)).T.reshape(h, dh, d),
-        }
-        if cfg.qkv_bias:
-            for name, heads in (("q", h), ("k", kv), ("v", kv)):
-                attn[f"{name}_bias"] = take(n[name] + ".bias", (heads * dh,)).reshape(heads, dh)
-        return {
-            "attn": attn,
-            "attn_norm": {"scale": take(n["attn_norm"] + ".weight", (d,))},
-            "mlp_norm": {"scale": take(n["mlp_norm"] + ".weight", (d,))},
-            "mlp": {
-                "gate_kernel": take(n["gate"] + ".weight", (ff, d)).T,
-                "up_kernel": take(n["up"] + ".weight", (ff, d)).T,
-                "down_kernel": take(n["down"] + ".weight", (d, ff)).T,
-            },
-        }
 
-    layers = [layer(i) for i in range(cfg.n_layers)]
-    stacked = jax.tree.map(lambda *xs: np.stack(xs).astype(dtype), *layers)
-    params: dict[str, Any] = {
-        "transformer": {
-            "embed": {"embedding": take("model.embed_tokens.weight", (cfg.vocab_size, d))},
-            "layers": stacked,
-            "final_norm": {"scale": take("model.norm.weight", (d,))},
-        }
-    }
-    if cfg.tie_embeddings:
-        used.add("lm_head.weight")  # some tied checkpoints store a copy
-    else:
-        params["lm_head"] = take("lm_head.weight", (cfg.vocab_size, d)).T
-    params = jax.tree.map(lambda x: np.asarray(x, dtype), params)
-    unexpected = sorted(
-        k for k in tensors if k not in used and not k.endswith("rotary_emb.inv_freq")
-    )
-    if unexpected:
-        raise ValueError(
-            f"{folder}: {len(unexpected)} unexpected tensors, e.g. {unexpected[:5]}; "
-            f"is this a plain {_family(cfg)} causal LM checkpoint?"
+def load_hf(folder: str, **overrides: Any) -> tuple[TransformerConfig, dict[str, Any]]:
+    """Read a local Hugging Face Llama / Qwen2 / Gemma folder into ``(config, params)``.
+
+    ``overrides`` replace config fields (e.g. ``dtype="bfloat16"``); weights are cast to
+    ``config.param_dtype``. Raises if a tensor is missing, unexpected or of the wrong shape. The
+    whole model is built in host memory: for models that only fit sharded, `load_hf_sharded`.
+    """
+    cfg = _read_config(folder, overrides)
+    tensors, dtype, sources = _Tensors(folder), np.dtype(cfg.storage_dtype), _sources(cfg)
+    tensors.check(cfg, sources)
+    flat = {}
+    for path, src in sources.items():
+        layers = range(cfg.n_layers) if src.stacked else [0]
+        read = [src.to_ours(tensors.get(src.name.format(i=i))).astype(dtype) for i in layers]
+        flat[path] = np.stack(read) if src.stacked else read[0]
+    return cfg, {"params": _nest(flat)}
+
+
+def load_hf_sharded(
+    folder: str, mesh: Any, rules: Any = None, **overrides: Any
+) -> tuple[TransformerConfig, dict[str, Any]]:
+    """`load_hf` straight into the shardings a run uses, one parameter at a time.
+
+    The target shapes and logical names come from `jax.eval_shape` of `CausalLM(config).init`
+    (nothing allocated), the shardings from the logical `rules` on `mesh`
+    (`parallel.DEFAULT_RULES` when None); each parameter is then assembled by
+    `jax.make_array_from_callback`, whose callback reads, for each shard this process holds, only
+    the layers in the shard (a stacked leaf's layer axis) from the memory-mapped files and keeps
+    the slice of each. The host holds at most one parameter's layers in the storage dtype at a
+    time, never the whole model, and every process reads only what its devices hold.
+
+    Returns:
+      `(config, params)` with params `{"params": ...}` of global `jax.Array`s on `mesh`.
+    """
+    from rewardjax import parallel  # models is below parallel's users; import at call time
+    from rewardjax.models.transformer import CausalLM
+
+    cfg = _read_config(folder, overrides)
+    rules = parallel.DEFAULT_RULES if rules is None else rules
+    tensors, dtype, sources = _Tensors(folder), np.dtype(cfg.storage_dtype), _sources(cfg)
+    tensors.check(cfg, sources)
+    with parallel.mesh_rules(mesh, rules):
+        boxed = jax.eval_shape(
+            CausalLM(cfg).init, jax.random.key(0), jax.ShapeDtypeStruct((1, 1), np.int32)
         )
-    return cfg, {"params": params}
+        shardings = parallel.logical_shardings(boxed, mesh, rules)["params"]
+    shapes = nn.meta.unbox(boxed)["params"]
+    flat = {}
+    for path, src in sources.items():
+        shape = functools.reduce(lambda node, key: node[key], path, shapes).shape
+        sharding = functools.reduce(lambda node, key: node[key], path, shardings)
+        cache: dict[int, np.ndarray] = {}  # this parameter's layers, read once per process
+
+        def layer(i: int, src=src, cache=cache) -> np.ndarray:
+            if i not in cache:
+                cache[i] = src.to_ours(tensors.get(src.name.format(i=i))).astype(dtype)
+            return cache[i]
+
+        def shard(index: tuple[slice, ...], src=src, layer=layer) -> np.ndarray:
+            if not src.stacked:
+                return layer(0)[index]
+            return np.stack([layer(i)[index[1:]] for i in range(cfg.n_layers)[index[0]]])
+
+        flat[path] = jax.make_array_from_callback(shape, sharding, shard)
+    return cfg, {"params": _nest(flat)}
 
 
 def save_hf(folder: str, config: TransformerConfig, params: dict[str, Any]) -> None:
