@@ -29,6 +29,7 @@ from rewardjax.search.scorers import (
     markov_value,
     markov_value_scorer,
     noisy_scorer,
+    sequence_scorer,
 )
 from rewardjax.search.voting import (
     AnswerFn,
@@ -61,6 +62,7 @@ __all__ = [
     "markov_value",
     "markov_value_scorer",
     "noisy_scorer",
+    "sequence_scorer",
     "weighted_vote",
     "weighted_vote_search",
 ]

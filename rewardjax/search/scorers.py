@@ -55,6 +55,7 @@ __all__ = [
     "markov_value",
     "markov_value_scorer",
     "noisy_scorer",
+    "sequence_scorer",
 ]
 
 Scorer = Callable[
@@ -231,6 +232,35 @@ def noisy_scorer(
     if isinstance(std, (int, float)) and std < 0:
         raise ValueError(f"noisy_scorer: std={std} must be >= 0")
     return _noisy(scorer), NoisyParams(params, key, jnp.asarray(std, jnp.float32))
+
+
+@functools.cache
+def sequence_scorer(fn: Callable[..., Float[Array, " B"]]) -> Scorer:
+    """A ``Scorer`` from a scorer of whole token rows (how reward models and PRMs are applied).
+
+    sequence_scorer(fn)(params, prompt, prompt_mask, completion, completion_mask)
+        = fn(params, [prompt, completion], [prompt_mask, completion_mask], [0, completion_mask])
+
+    the prompt and completion concatenated along T (the mask as segment ids: padding between them
+    is masked out of attention and positions) with the completion mask as the third argument.
+    E.g. a process reward model (`rewardjax.models.process`):
+    ``fn = lambda p, t, m, c: score_prefixes(prm, p, t, m, c).last``. The same object is
+    returned for the same ``fn`` (one compiled search per ``fn``).
+
+    Args:
+      fn: ``fn(params, tokens [B, P+L], mask [B, P+L], completion_mask [B, P+L]) -> [B]``.
+
+    Returns:
+      The scorer.
+    """
+
+    def scorer(params, prompt_tokens, prompt_mask, completion, completion_mask):
+        tokens = jnp.concatenate([prompt_tokens, completion], axis=1)
+        mask = jnp.concatenate([prompt_mask, completion_mask], axis=1).astype(jnp.int32)
+        comp = jnp.concatenate([jnp.zeros_like(prompt_mask), completion_mask], axis=1)
+        return fn(params, tokens, mask, comp.astype(jnp.int32))
+
+    return scorer
 
 
 def markov_chain_lm(task: Any) -> tuple[CausalLM, dict]:

@@ -75,16 +75,14 @@ def test_noisy_scorer_is_a_fixed_function_of_the_prefix(task):
     completion = synthetic.to_ids(np.pad(np.tile(seqs, (V, 1)), ((0, 0), (0, 1))))
     mask = np.pad(np.ones((len(completion), 3), np.int32), ((0, 0), (0, 1)))
     pm = np.ones_like(prompts)
-    fn = jax.jit(noisy)
+    fn, exact = jax.jit(noisy), jax.jit(scorer)
     err = np.asarray(
-        fn(nparams, prompts, pm, completion, mask) - scorer(params, prompts, pm, completion, mask)
+        fn(nparams, prompts, pm, completion, mask) - exact(params, prompts, pm, completion, mask)
     )
     # Padding beyond the prefix does not change the error; a second call gives the same values.
     junk = completion.copy()
     junk[:, 3] = 1
-    err2 = np.asarray(
-        fn(nparams, prompts, pm, junk, mask) - scorer(params, prompts, pm, junk, mask)
-    )
+    err2 = np.asarray(fn(nparams, prompts, pm, junk, mask) - exact(params, prompts, pm, junk, mask))
     np.testing.assert_allclose(err, err2, atol=1e-5)
     assert len(np.unique(np.round(err, 5))) == len(err)  # distinct prefixes, distinct errors
     # N(0, 0.7²) over 81 prefixes: mean within 4 standard errors, std within 30 %.
@@ -92,7 +90,7 @@ def test_noisy_scorer_is_a_fixed_function_of_the_prefix(task):
     assert 0.7 * 0.7 < err.std() < 0.7 * 1.3
     zero = search.noisy_scorer(scorer, params, jax.random.key(0), std=0.0)[1]
     np.testing.assert_allclose(
-        fn(zero, prompts, pm, completion, mask), scorer(params, prompts, pm, completion, mask)
+        fn(zero, prompts, pm, completion, mask), exact(params, prompts, pm, completion, mask)
     )
 
 
@@ -183,3 +181,15 @@ def test_weighted_vote_search(task, searched):
         index, _, total = _np_weighted_vote(list(cands[i, :, -1]), list(scores[i]))
         np.testing.assert_array_equal(out.tokens[i], cands[i, index])
         np.testing.assert_allclose(out.scores[i], total, rtol=1e-5)
+
+
+def test_sequence_scorer_concatenates_prompt_and_completion():
+    def fn(params, tokens, mask, completion_mask):
+        return jnp.sum(params * tokens * mask + 100 * completion_mask * tokens, axis=1)
+
+    scorer = search.sequence_scorer(fn)
+    assert search.sequence_scorer(fn) is scorer
+    prompts, pm = np.array([[0, 2, 3]]), np.array([[0, 1, 1]])
+    comp, cm = np.array([[1, 4, 2]]), np.array([[1, 1, 0]])
+    got = scorer(jnp.float32(2.0), prompts, pm, comp, cm)
+    np.testing.assert_allclose(got, [2 * (2 + 3 + 1 + 4) + 100 * (1 + 4)])
