@@ -284,3 +284,9 @@ def test_judge_reward_on_token_rows(setup):
     probs = _hf_probs(hf, [7, 8, sep, 12, 13, sep])
     np.testing.assert_allclose(out.rewards[0], probs[yes] / (probs[yes] + probs[no]), atol=TOL)
     assert np.isnan(out.rewards[1]) and np.asarray(out.aux["invalid"]).tolist() == [0.0, 1.0]
+
+
+def test_public_names():
+    assert judges.__all__ == sorted(judges.__all__, key=lambda n: (not n.isupper(), n))
+    for name in judges.__all__:
+        assert getattr(judges, name) is not None, name
