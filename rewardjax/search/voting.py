@@ -142,35 +142,24 @@ def majority_vote(
     return weighted_vote(answers, jnp.ones(jnp.shape(answers), jnp.float32), where=where)
 
 
-def _sample_and_score(
-    model, params, prompt_tokens, prompt_mask, key, scorer, scorer_params, n, max_new_tokens,
-    sample_kwargs,
-):  # fmt: skip
-    out = sampling.sample(
-        model,
-        params,
-        prompt_tokens,
-        prompt_mask,
-        key,
-        max_new_tokens=max_new_tokens,
-        num_samples=n,
-        **sample_kwargs,
-    )
-    b = prompt_tokens.shape[0]
-    flat = lambda x: x.reshape(b * n, *x.shape[2:])
+@functools.partial(jax.jit, static_argnames="scorer")
+def _score(scorer, scorer_params, prompt_tokens, prompt_mask, out):
+    """The scorer on every sample, [B, N] float32."""
+    b, n, _ = out.tokens.shape
+    flat = lambda x: x.reshape(b * n, x.shape[-1])
     scores = scorer(
         scorer_params,
         jnp.repeat(prompt_tokens, n, axis=0),
-        jnp.repeat(prompt_mask, n, axis=0),
+        jnp.repeat(prompt_mask.astype(jnp.int32), n, axis=0),
         flat(out.tokens),
         flat(out.mask),
-    ).reshape(b, n)
-    return out, scores.astype(jnp.float32)
+    )
+    return scores.reshape(b, n).astype(jnp.float32)
 
 
-def _pick(out, scores, index, chosen_scores, n):
+def _pick(out, scores, index, chosen_scores):
     take = lambda x: jnp.take_along_axis(x, index[:, None, None], axis=1)[:, 0]
-    b = scores.shape[0]
+    b, n = scores.shape
     return SearchOutput(
         tokens=take(out.tokens),
         mask=take(out.mask),
@@ -183,10 +172,20 @@ def _pick(out, scores, index, chosen_scores, n):
     )
 
 
-_STATIC = ("model", "scorer", "num_samples", "max_new_tokens", "top_k", "top_p", "stop_tokens")
+@jax.jit
+def _pick_best(key, out, scores):
+    index = bon.best_of_n(key, scores)
+    return _pick(out, scores, index, jnp.take_along_axis(scores, index[:, None], axis=1)[:, 0])
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC)
+@functools.partial(jax.jit, static_argnames="answer_fn")
+def _pick_vote(answer_fn, out, scores):
+    b, n, length = out.tokens.shape
+    answers = answer_fn(out.tokens.reshape(b * n, length), out.mask.reshape(b * n, length))
+    vote = weighted_vote(answers.reshape(b, n), scores)
+    return _pick(out, scores, vote.index, vote.total)
+
+
 def best_of_n_search(
     model: CausalLM,
     params: Any,
@@ -206,7 +205,9 @@ def best_of_n_search(
     """Best-of-N: sample N completions per prompt, keep one of highest score (ties uniform).
 
     ŷ = argmax_{i ≤ N} s(x, y_i),   y_i ~ π(· | x) i.i.d. (``rewardjax.sampling.sample``; the
-    selection is ``rewardjax.bon.best_of_n``).
+    selection is ``rewardjax.bon.best_of_n``). Three compiled programs, each once per shape: the
+    sampler's own (shared with ``weighted_vote_search`` and plain ``sampling.sample`` calls of the
+    same settings), the scoring of the B·N samples, and the selection.
 
     Reference: Beirami et al. 2024, arXiv 2401.01879; Snell et al. 2024, arXiv 2408.03314.
 
@@ -223,17 +224,14 @@ def best_of_n_search(
       ``SearchOutput``; ``candidates`` are the N samples [B, N, L], ``tokens_generated`` Σ lengths.
     """
     k_sample, k_pick = jax.random.split(key)
-    kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p, stop_tokens=stop_tokens)
-    out, scores = _sample_and_score(
-        model, params, prompt_tokens, prompt_mask, k_sample, scorer, scorer_params, num_samples,
-        max_new_tokens, kwargs,
+    out = sampling.sample(
+        model, params, prompt_tokens, prompt_mask, k_sample, max_new_tokens=max_new_tokens,
+        num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p,
+        stop_tokens=stop_tokens,
     )  # fmt: skip
-    index = bon.best_of_n(k_pick, scores)
-    chosen = jnp.take_along_axis(scores, index[:, None], axis=1)[:, 0]
-    return _pick(out, scores, index, chosen, num_samples)
+    return _pick_best(k_pick, out, _score(scorer, scorer_params, prompt_tokens, prompt_mask, out))
 
 
-@functools.partial(jax.jit, static_argnames=(*_STATIC, "answer_fn"))
 def weighted_vote_search(
     model: CausalLM,
     params: Any,
@@ -265,13 +263,10 @@ def weighted_vote_search(
     Returns:
       ``SearchOutput`` with ``candidates`` the N samples and ``candidate_scores`` their scores.
     """
-    kwargs = dict(temperature=temperature, top_k=top_k, top_p=top_p, stop_tokens=stop_tokens)
-    out, scores = _sample_and_score(
-        model, params, prompt_tokens, prompt_mask, key, scorer, scorer_params, num_samples,
-        max_new_tokens, kwargs,
+    out = sampling.sample(
+        model, params, prompt_tokens, prompt_mask, key, max_new_tokens=max_new_tokens,
+        num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p,
+        stop_tokens=stop_tokens,
     )  # fmt: skip
-    b, n = scores.shape
-    flat = lambda x: x.reshape(b * n, x.shape[-1])
-    answers = answer_fn(flat(out.tokens), flat(out.mask)).reshape(b, n)
-    vote = weighted_vote(answers, scores)
-    return _pick(out, scores, vote.index, vote.total, n)
+    scores = _score(scorer, scorer_params, prompt_tokens, prompt_mask, out)
+    return _pick_vote(answer_fn, out, scores)
