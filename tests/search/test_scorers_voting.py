@@ -193,3 +193,19 @@ def test_sequence_scorer_concatenates_prompt_and_completion():
     comp, cm = np.array([[1, 4, 2]]), np.array([[1, 1, 0]])
     got = scorer(jnp.float32(2.0), prompts, pm, comp, cm)
     np.testing.assert_allclose(got, [2 * (2 + 3 + 1 + 4) + 100 * (1 + 4)])
+
+
+def test_public_names():
+    for name in search.__all__:
+        assert hasattr(search, name), name
+    assert {
+        "Scorer",
+        "SearchOutput",
+        "args_decode",
+        "beam_search",
+        "best_of_n_search",
+        "markov_value_scorer",
+        "noisy_scorer",
+        "weighted_vote",
+        "weighted_vote_search",
+    } <= set(search.__all__)
