@@ -16,6 +16,13 @@ prompt and to responses 1..k-1 before it (the comparative layout of the paper); 
 scores exactly as `prompt, resp_1, SEP` alone, and response k as the row truncated after its SEP.
 The scores `[B, K]` feed `losses.listwise_softmax` / `losses.plackett_luce` with
 `where=aux["response_mask"]`.
+
+Prefix sharing (Wang et al., "Accelerating Direct Preference Optimization with Prefix Sharing",
+arXiv 2410.20305): with `shared_prefix=True` the same layout (without separators,
+`models.prefix.share_prefix`) isolates the responses instead: response k attends to the prompt
+and to itself only, with positions restarting after the prompt, so its reward equals that of
+`prompt, resp_k` alone while the prompt is computed once. `score_pairs(..., prefix_length=L)`
+scores a pair this way.
 """
 
 import dataclasses
@@ -28,6 +35,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Int
 
 from rewardjax.models.heads import HEADS, RewardOutput, last_token_index, make_head, pool_last
+from rewardjax.models.prefix import share_prefix
 from rewardjax.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -55,12 +63,16 @@ class RewardModelConfig:
         mapping is stored as sorted `(name, value)` pairs.
       max_responses: K, the number of response slots of a multi-response row (used only when
         `response_ids` is passed).
+      prefix_length: when set, `score_pairs` scores each pair as one prefix-shared row of this
+        length (`prefix.shared_length` of the data; Wang et al., arXiv 2410.20305); None: the
+        chosen and rejected rows apart. Parameters are the same either way.
     """
 
     backbone: TransformerConfig
     head: str = "scalar"
     head_kwargs: Mapping[str, Any] | tuple[tuple[str, Any], ...] = ()
     max_responses: int = 4
+    prefix_length: int | None = None
 
     def __post_init__(self):
         if self.head not in HEADS:
@@ -71,6 +83,10 @@ class RewardModelConfig:
             self.head_kwargs.items() if isinstance(self.head_kwargs, Mapping) else self.head_kwargs
         )
         object.__setattr__(self, "head_kwargs", tuple(sorted((k, _freeze(v)) for k, v in items)))
+        if self.prefix_length is not None and self.prefix_length < 1:
+            raise ValueError(
+                f"RewardModelConfig.prefix_length must be None or >= 1, got {self.prefix_length}."
+            )
         if self.max_responses < 1:
             raise ValueError(
                 f"RewardModelConfig.max_responses must be >= 1, got {self.max_responses}."
@@ -113,6 +129,7 @@ class RewardModel(nn.Module):
         mask: Int[Array, "B T"],
         completion_mask: Int[Array, "B T"] | None = None,
         response_ids: Int[Array, "B T"] | None = None,
+        shared_prefix: bool = False,
     ) -> RewardOutput:
         """Rewards of a batch.
 
@@ -122,13 +139,19 @@ class RewardModel(nn.Module):
           completion_mask: 1 on response tokens; the prompt is `mask & ~completion_mask`.
           response_ids: multi-response layout (module docstring): 0 on prompt and padding, k on
             response k.
+          shared_prefix: with `response_ids`, response k attends to the prompt and itself only
+            (prefix sharing, module docstring); an empty response is scored at the last prompt
+            token, as its unshared row would be.
 
         Returns:
           `RewardOutput`: reward `[B]`, or `[B, K]` with `response_ids` (`[E, ...]` for an ensemble
           head); with `response_ids`, `aux["response_mask"] [B, K]` marks the slots actually
           present.
         """
-        hidden, _ = self.backbone(tokens, segment_ids=mask)
+        if shared_prefix and response_ids is None:
+            raise ValueError("RewardModel: shared_prefix=True needs response_ids (the branches).")
+        branch_ids = response_ids if shared_prefix else None
+        hidden, _ = self.backbone(tokens, segment_ids=mask, branch_ids=branch_ids)
         real = mask > 0
         if response_ids is None:
             features = pool_last(hidden, mask)
@@ -137,8 +160,10 @@ class RewardModel(nn.Module):
             slots = jnp.arange(1, self.config.max_responses + 1)
             in_response = (response_ids[:, None, :] == slots[:, None]) & real[:, None, :]
             last = last_token_index(in_response)  # [B, K]
-            features = jnp.take_along_axis(hidden, last[:, :, None], axis=1)
             prompt = real & (response_ids == 0)
+            if shared_prefix:
+                last = jnp.where(in_response.any(-1), last, last_token_index(prompt)[:, None])
+            features = jnp.take_along_axis(hidden, last[:, :, None], axis=1)
         context = None if prompt is None else pool_last(hidden, prompt)
         if response_ids is not None:
             context = jnp.broadcast_to(context[:, None], features.shape)
@@ -160,7 +185,9 @@ class RewardEnsemble(nn.Module):
     num_members: int
 
     @nn.compact
-    def __call__(self, tokens, mask, completion_mask=None, response_ids=None) -> RewardOutput:
+    def __call__(
+        self, tokens, mask, completion_mask=None, response_ids=None, shared_prefix=False
+    ) -> RewardOutput:
         members = nn.vmap(
             RewardModel,
             variable_axes={"params": 0},
@@ -170,18 +197,52 @@ class RewardEnsemble(nn.Module):
             axis_size=self.num_members,
             metadata_params={nn.PARTITION_NAME: "ensemble"},
         )
-        return members(self.config, name="members")(tokens, mask, completion_mask, response_ids)
+        return members(self.config, name="members")(
+            tokens, mask, completion_mask, response_ids, shared_prefix
+        )
 
 
 def score_pairs(
-    reward_fn: ScoringModel, params: Any, batch: Mapping[str, Array]
+    reward_fn: ScoringModel,
+    params: Any,
+    batch: Mapping[str, Array],
+    *,
+    prefix_length: int | None = None,
 ) -> tuple[RewardOutput, RewardOutput]:
-    """Scores `chosen_*` and `rejected_*` of a pairwise batch in one vmapped forward.
+    """Scores `chosen_*` and `rejected_*` of a pairwise batch in one forward.
 
     Uses `{chosen,rejected}_tokens`, `_mask` and `_completion_mask` (when present) of the pairwise
     batch layout; returns `(chosen, rejected)` `RewardOutput`s.
+
+    With `prefix_length=L` (default: the model's `config.prefix_length`; a `RewardModel` or
+    `RewardEnsemble` with `max_responses >= 2`, and completion masks in the batch), each pair
+    is one prefix-shared row `[prompt | chosen | rejected]` of length L (`prefix.share_prefix`,
+    `prefix.shared_length`; Wang et al., arXiv 2410.20305): `B * L` tokens instead of `2 * B * T`,
+    equal rewards. Otherwise chosen and rejected are vmapped as two `[B, T]` batches. Heads' aux
+    values come back `[..., B, ...]` either way.
     """
+    shareable = isinstance(reward_fn, RewardModel | RewardEnsemble)
+    shareable = shareable and reward_fn.config.max_responses >= 2
+    if prefix_length is None and shareable:
+        prefix_length = reward_fn.config.prefix_length
+    if prefix_length is not None and shareable and "chosen_completion_mask" in batch:
+        names = ("tokens", "mask", "completion_mask")
+        stacked = [jnp.stack([batch[f"chosen_{n}"], batch[f"rejected_{n}"]], 1) for n in names]
+        rows = share_prefix(*stacked, length=prefix_length)
+        out = reward_fn.apply(
+            params, rows.tokens, rows.mask, rows.completion_mask, rows.branch_ids, True
+        )
+        return _branch(out, 0), _branch(out, 1)
     names = ["tokens", "mask"] + (["completion_mask"] if "chosen_completion_mask" in batch else [])
     stacked = [jnp.stack([batch[f"chosen_{n}"], batch[f"rejected_{n}"]]) for n in names]
     out = jax.vmap(lambda *args: reward_fn.apply(params, *args))(*stacked)
     return jax.tree.map(lambda x: x[0], out), jax.tree.map(lambda x: x[1], out)
+
+
+def _branch(out: RewardOutput, k: int) -> RewardOutput:
+    """Response k of a multi-response `RewardOutput`: reward `[*E, B, K]` -> `[*E, B]`, and each
+    aux value's response axis (the one after the batch axis) dropped the same way."""
+    batch_axis = out.reward.ndim - 2
+    pick = lambda x: jnp.take(x, k, axis=batch_axis + 1) if x.ndim > batch_axis + 1 else x
+    aux = {key: pick(v) for key, v in out.aux.items() if key != "response_mask"}
+    return RewardOutput(jnp.take(out.reward, k, axis=-1), aux)

@@ -36,6 +36,7 @@ __all__ = [
     "KVCache",
     "Transformer",
     "TransformerConfig",
+    "branch_attention_mask",
     "init_cache",
     "segment_positions",
 ]
@@ -181,6 +182,33 @@ def _attention_mask(
     return same & (k_segments[:, None, :] != 0) & causal[None]
 
 
+def branch_attention_mask(
+    segment_ids: Int[Array, "B T"], branch_ids: Int[Array, "B T"]
+) -> Bool[Array, "B T T"]:
+    """Attention of rows that hold a shared prefix and K branches (prefix sharing).
+
+    `mask[b, i, j] = same_segment(i, j) & seg_j != 0 & j <= i & (br_j == 0 | br_j == br_i)`:
+    token i attends to the earlier tokens of its segment that lie in the shared prefix (branch 0)
+    or in its own branch, so branch k computes exactly as `prefix + branch k` alone would. The
+    rotary positions that go with it are `mask.sum(-1) - 1`, the position of each token within
+    `prefix + own branch` (`Transformer.__call__` uses them by default).
+
+    Reference: Wang et al., "Accelerating Direct Preference Optimization with Prefix Sharing"
+    (arXiv 2410.20305).
+
+    Args:
+      segment_ids: 0 on padding, 1..k for (packed) sequences.
+      branch_ids: 0 on the shared prefix (and padding), k >= 1 on branch k.
+
+    Returns:
+      The boolean mask `[B, T, T]` (query, key).
+    """
+    slots = jnp.arange(segment_ids.shape[1], dtype=jnp.int32)
+    mask = _attention_mask(segment_ids, segment_ids, slots, slots)
+    q, k = branch_ids[:, :, None], branch_ids[:, None, :]
+    return mask & ((k == 0) | (k == q))
+
+
 class Block(nn.Module):
     """Pre-norm decoder block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``."""
 
@@ -261,6 +289,7 @@ class Transformer(nn.Module):
         *,
         segment_ids: Int[Array, "B T"] | None = None,
         positions: Int[Array, "B T"] | None = None,
+        branch_ids: Int[Array, "B T"] | None = None,
         cache: KVCache | None = None,
         decode: bool = False,
     ) -> tuple[Float[Array, "B T D"], KVCache | None]:
@@ -281,6 +310,11 @@ class Transformer(nn.Module):
           ``(hidden [B, T, D], cache)``; the cache is ``None`` unless ``decode``.
         """
         cfg = self.config
+        if branch_ids is not None and cache is not None:
+            raise ValueError(
+                "Transformer: branch_ids (prefix sharing) is for plain forwards; decode with a "
+                "cache one sequence per row instead."
+            )
         if decode != (cache is not None):
             raise ValueError(
                 "Transformer: pass `cache` (see init_cache) exactly when decode=True; "
@@ -291,7 +325,12 @@ class Transformer(nn.Module):
             segment_ids = jnp.ones((b, t), jnp.int32)
         segment_ids = segment_ids.astype(jnp.int32)
         real = (segment_ids != 0).astype(jnp.int32)
-        if cache is None:
+        if cache is None and branch_ids is not None:
+            mask = branch_attention_mask(segment_ids, branch_ids.astype(jnp.int32))
+            if positions is None:
+                positions = jnp.sum(mask, axis=-1, dtype=jnp.int32) - 1
+            kv, index = None, None
+        elif cache is None:
             if positions is None:
                 positions = segment_positions(segment_ids)
             slots = jnp.arange(t, dtype=jnp.int32)

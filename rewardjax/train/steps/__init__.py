@@ -26,6 +26,7 @@ from rewardjax.train.steps.policy import (
     kto_reference_logps,
     kto_step,
     mismatched_rows,
+    pair_logps,
     reference_logps,
     sft_step,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "kto_step",
     "mismatched_rows",
     "multi_response_rows",
+    "pair_logps",
     "ranked_loss",
     "ranked_reward_model_step",
     "rating_loss",

@@ -19,7 +19,8 @@ __all__ = ["LogitsFn", "weighted_mean"]
 
 Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
-# logits_fn(params, tokens [B, T], mask [B, T]) -> logits [B, T, V] (logits[:, t] scores token t+1)
+# logits_fn(params, tokens [B, T], mask [B, T]) -> logits [B, T, V] (logits[:, t] scores token t+1);
+# prefix-shared steps also pass branch_ids=[B, T] (Transformer's branch attention).
 LogitsFn = Callable[[Any, Int[Array, "B T"], Int[Array, "B T"]], Float[Array, "B T V"]]
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from rewardjax import losses
+from rewardjax.models.prefix import branch_logprobs, share_prefix
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps.common import (
     Batch,
@@ -30,6 +31,7 @@ __all__ = [
     "kto_reference_logps",
     "kto_step",
     "mismatched_rows",
+    "pair_logps",
     "reference_logps",
     "sft_step",
 ]
@@ -61,17 +63,44 @@ def completion_logps(
     return logps, jnp.sum(where, axis=-1).astype(jnp.float32)
 
 
-def reference_logps(ref_params: Any, batch: Batch, *, logits_fn: LogitsFn) -> dict[str, Any]:
+def pair_logps(
+    params: Any, batch: Batch, *, logits_fn: LogitsFn, prefix_length: int | None = None
+) -> tuple[Float[Array, " B"], Float[Array, " B"], Float[Array, " B"], Float[Array, " B"]]:
+    """Summed completion log-probs and completion lengths of the chosen and rejected rows of a
+    pairwise batch: `(logp_c, logp_r, len_c, len_r)`, each [B] float32.
+
+    Without `prefix_length`: one forward over the stacked `[2B, T]` rows (`completion_logps`).
+    With it: one forward over `[B, L]` prefix-shared rows `[prompt | chosen | rejected]`
+    (`models.prefix.share_prefix`, `branch_logprobs`), the prompt computed once; `logits_fn` is
+    then called with `branch_ids=` (Wang et al., "Accelerating Direct Preference Optimization
+    with Prefix Sharing", arXiv 2410.20305). Both give the same values.
+    """
+    if prefix_length is None:
+        logps, lengths = completion_logps(params, *_stack_pairs(batch), logits_fn=logits_fn)
+        n = logps.shape[0] // 2
+        return logps[:n], logps[n:], lengths[:n], lengths[n:]
+    stacked = [
+        jnp.stack([batch[f"chosen_{k}"], batch[f"rejected_{k}"]], axis=1)
+        for k in ("tokens", "mask", "completion_mask")
+    ]
+    rows = share_prefix(*stacked, length=prefix_length)
+    logits = logits_fn(params, rows.tokens, rows.mask, branch_ids=rows.branch_ids)
+    logps, lengths = branch_logprobs(logits, rows)
+    return logps[:, 0], logps[:, 1], lengths[:, 0], lengths[:, 1]
+
+
+def reference_logps(
+    ref_params: Any, batch: Batch, *, logits_fn: LogitsFn, prefix_length: int | None = None
+) -> dict[str, Any]:
     """Adds `ref_chosen_logps` and `ref_rejected_logps` [B] from frozen reference parameters.
 
     Run it (jitted) on each batch before `dpo_step` when the data has no precomputed reference
-    log-probs; no gradient flows into the reference.
+    log-probs; no gradient flows into the reference. `prefix_length`: see `pair_logps`.
     """
-    logps, _ = completion_logps(
-        jax.lax.stop_gradient(ref_params), *_stack_pairs(batch), logits_fn=logits_fn
+    logp_c, logp_r, _, _ = pair_logps(
+        jax.lax.stop_gradient(ref_params), batch, logits_fn=logits_fn, prefix_length=prefix_length
     )
-    n = batch["weight"].shape[0]
-    return {**batch, "ref_chosen_logps": logps[:n], "ref_rejected_logps": logps[n:]}
+    return {**batch, "ref_chosen_logps": logp_c, "ref_rejected_logps": logp_r}
 
 
 def dpo_step(
@@ -85,6 +114,7 @@ def dpo_step(
     loss_kwargs: Mapping[str, Any] | None = None,
     loss_weight: float = 1.0,
     nll_weight: float = 0.0,
+    prefix_length: int | None = None,
 ) -> tuple[TrainState, Metrics]:
     """One optimiser step of a DPO-family policy loss, optionally plus the chosen NLL.
 
@@ -107,6 +137,8 @@ def dpo_step(
       beta: the loss's `beta`.
       loss_kwargs: extra keyword hyper-parameters for the loss.
       loss_weight, nll_weight: weights of the preference loss and of the chosen NLL.
+      prefix_length: compute the log-probs on prefix-shared rows of this length (`pair_logps`;
+        `logits_fn` then takes `branch_ids=`); None: on the stacked `[2B, T]` rows.
 
     Returns:
       The new state and scalar metrics: loss, implicit-reward accuracy and margin, mean chosen
@@ -116,7 +148,6 @@ def dpo_step(
     spec = losses.spec(loss_name)
     loss_fn = spec.fn
     kwargs = dict(loss_kwargs or {})
-    n = batch["weight"].shape[0]
     ref_c = ref_r = None
     if spec.reference:
         for key in ("ref_chosen_logps", "ref_rejected_logps"):
@@ -130,8 +161,9 @@ def dpo_step(
     weight = batch["weight"]
 
     def objective(params):
-        logps, lengths = completion_logps(params, *_stack_pairs(batch), logits_fn=logits_fn)
-        pi_c, pi_r, len_c, len_r = logps[:n], logps[n:], lengths[:n], lengths[n:]
+        pi_c, pi_r, len_c, len_r = pair_logps(
+            params, batch, logits_fn=logits_fn, prefix_length=prefix_length
+        )
         mean_c = pi_c / jnp.maximum(len_c, 1.0)
         if loss_name == "simpo":
             pref = loss_fn(pi_c, pi_r, len_c, len_r, beta=beta, **kwargs)

@@ -43,6 +43,7 @@ def reward_model_step(
     loss_kwargs: Mapping[str, Any] | None = None,
     use_margin: bool = False,
     center_coef: float = 0.0,
+    prefix_length: int | None = None,
 ) -> tuple[TrainState, Metrics]:
     """One optimiser step of a pairwise reward model.
 
@@ -61,6 +62,9 @@ def reward_model_step(
       loss_kwargs: extra keyword hyper-parameters for the loss.
       use_margin: pass the batch's `margin` to the loss.
       center_coef: weight of the reward-centring term.
+      prefix_length: score each pair as one prefix-shared row `[prompt | chosen | rejected]` of
+        this length (`models.score_pairs`; Wang et al., arXiv 2410.20305): same rewards and
+        gradients, the prompt computed once. None: the model's `config.prefix_length`.
 
     Returns:
       The new state and scalar metrics: loss, accuracy (r_c > r_r), reward margin, mean chosen
@@ -74,7 +78,7 @@ def reward_model_step(
     weight = batch["weight"]
 
     def objective(params):
-        chosen, rejected = score_pairs(model, params, batch)
+        chosen, rejected = score_pairs(model, params, batch, prefix_length=prefix_length)
         r_c, r_r = chosen.reward.astype(jnp.float32), rejected.reward.astype(jnp.float32)
         per_example = loss_fn(r_c, r_r, **kwargs)
         if center_coef:

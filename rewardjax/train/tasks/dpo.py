@@ -24,6 +24,7 @@ from rewardjax import evaluate, losses, parallel
 from rewardjax.models import CausalLM, ImplicitReward
 from rewardjax.train import steps
 from rewardjax.train.tasks.common import Context, Task, mean_metrics
+from rewardjax.train.tasks.reward_model import pair_prefix_length
 
 __all__ = ["REFERENCES", "build", "layouts", "precompute_reference_logps"]
 
@@ -65,8 +66,12 @@ def build(ctx: Context) -> Task:
     _check_reference(config, spec)
     model = CausalLM(ctx.backbone)
     params, shardings = ctx.init(model, ctx.init_key, ctx.example_tokens())
-    logits_fn = lambda p, tokens, mask: model.apply(p, tokens, segment_ids=mask)[0]
+    logits_fn = lambda p, tokens, mask, branch_ids=None: model.apply(
+        p, tokens, segment_ids=mask, branch_ids=branch_ids
+    )[0]
     unpaired = spec.layout == "unpaired"
+    # Pairs as one row [prompt | chosen | rejected] (arXiv 2410.20305); None when off or unpaired.
+    prefix_length = pair_prefix_length(ctx)
     train = ctx.data.train
     batch_fn = ref_fn = None
     ref_local = None
@@ -75,7 +80,10 @@ def build(ctx: Context) -> Task:
         ref_params = jax.tree.map(jnp.copy, params)
         ref_local = parallel.host_local(ref_params)
         # The reference goes in as an argument of the jitted function, not as a constant.
-        ref_logps = steps.kto_reference_logps if unpaired else steps.reference_logps
+        if unpaired:
+            ref_logps = steps.kto_reference_logps
+        else:
+            ref_logps = functools.partial(steps.reference_logps, prefix_length=prefix_length)
         ref_fn = jax.jit(functools.partial(ref_logps, logits_fn=logits_fn))
         if config.reference == "precompute":
             train = precompute_reference_logps(
@@ -100,6 +108,7 @@ def build(ctx: Context) -> Task:
             loss_kwargs=config.loss.kwargs.to_dict(),
             loss_weight=config.loss.loss_weight,
             nll_weight=config.loss.nll_weight,
+            prefix_length=prefix_length,
         )
     eval_data = ctx.data.eval if config.eval.enabled else None
     eval_fn = None

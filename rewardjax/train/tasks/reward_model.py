@@ -21,14 +21,26 @@ import ml_collections
 from absl import logging
 
 from rewardjax import evaluate, losses, parallel
-from rewardjax.models import CausalLM, RewardModel, RewardModelConfig
+from rewardjax.models import CausalLM, RewardModel, RewardModelConfig, prefix
 from rewardjax.train import steps
 from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.metrics import MetricWriter, read_jsonl
 from rewardjax.train.state import TrainState
 from rewardjax.train.tasks.common import Context, Task, backbone_config, mean_metrics
 
-__all__ = ["build", "layouts", "load_trained"]
+__all__ = ["build", "layouts", "load_trained", "pair_prefix_length"]
+
+
+def pair_prefix_length(ctx: Context) -> int | None:
+    """The length of the prefix-shared rows `[prompt | chosen | rejected]` that hold every pair of
+    the train and (pairwise) eval sets (`models.prefix.shared_length`), or None when
+    `config.train.prefix_sharing` is off or the training data are not pairs (Wang et al.,
+    "Accelerating Direct Preference Optimization with Prefix Sharing", arXiv 2410.20305)."""
+    sets = [ctx.data.train, ctx.data.eval]
+    sets = [d for d in sets if d is not None and d.kind == "pairwise"]
+    if not ctx.config.train.get("prefix_sharing", False) or ctx.data.train.kind != "pairwise":
+        return None
+    return max(prefix.shared_length(d.examples, max_length=d.max_length) for d in sets)
 
 
 def layouts(config: ml_collections.ConfigDict, train_kind: str, eval_kind: str | None):
@@ -59,6 +71,8 @@ def build(ctx: Context) -> Task:
             head_kwargs=config.head.kwargs.to_dict(),
             # Multi-response rows hold the K responses of a list.
             max_responses=len(dataset.examples[0]["seqs"]) if ranked else 4,
+            # Pairs scored as one row [prompt | chosen | rejected] in training and evaluation.
+            prefix_length=pair_prefix_length(ctx) if dataset.kind == "pairwise" else None,
         )
     )
     example = ctx.example_tokens()
