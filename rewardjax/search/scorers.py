@@ -178,21 +178,24 @@ def markov_gold(
 
 
 def _prefix_hash(prompt_tokens, prompt_mask, completion, completion_mask):
-    """A 32-bit FNV-1a hash of (the real prompt tokens, the masked completion prefix) per row."""
-    toks = jnp.concatenate(
-        [
-            jnp.where(prompt_mask > 0, prompt_tokens + 1, 0),
-            jnp.where(completion_mask > 0, completion + 1, 0),
-        ],
-        axis=1,
-    ).astype(jnp.uint32)
+    """A 32-bit FNV-1a hash of the real prompt tokens then the completion prefix, per row (padding
+    and the tokens after the prefix are skipped, so neither changes the hash)."""
+    toks = jnp.concatenate([prompt_tokens, completion], axis=1).astype(jnp.uint32)
+    real = jnp.concatenate([prompt_mask > 0, completion_mask > 0], axis=1)
     mult = jnp.uint32(0x01000193)
+    boundary = jnp.uint32(0x9E3779B9)  # mixed in between prompt and completion
 
-    def mix(h, x):
-        return (h ^ x) * mult, None
+    def mix(h, inputs):
+        x, keep, first_completion = inputs
+        h = jnp.where(first_completion, (h ^ boundary) * mult, h)
+        return jnp.where(keep, (h ^ x) * mult, h), None
 
-    h, _ = jax.lax.scan(mix, jnp.full(toks.shape[:1], 0x811C9DC5, jnp.uint32), toks.T)
-    return h ^ jnp.sum(completion_mask > 0, axis=1).astype(jnp.uint32)
+    first = jnp.arange(toks.shape[1]) == prompt_tokens.shape[1]
+    first = jnp.broadcast_to(first[:, None], toks.T.shape)
+    h, _ = jax.lax.scan(
+        mix, jnp.full(toks.shape[:1], 0x811C9DC5, jnp.uint32), (toks.T, real.T, first)
+    )
+    return h
 
 
 @functools.cache

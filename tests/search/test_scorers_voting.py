@@ -84,6 +84,14 @@ def test_noisy_scorer_is_a_fixed_function_of_the_prefix(task):
     junk[:, 3] = 1
     err2 = np.asarray(fn(nparams, prompts, pm, junk, mask) - exact(params, prompts, pm, junk, mask))
     np.testing.assert_allclose(err, err2, atol=1e-5)
+    # Nor does the amount of prompt padding (left-padding every prompt by one more column).
+    padded = np.pad(prompts, ((0, 0), (1, 0)))
+    pm_padded = np.pad(pm, ((0, 0), (1, 0)))
+    err3 = np.asarray(
+        fn(nparams, padded, pm_padded, completion, mask)
+        - exact(params, padded, pm_padded, completion, mask)
+    )
+    np.testing.assert_allclose(err, err3, atol=1e-5)
     assert len(np.unique(np.round(err, 5))) == len(err)  # distinct prefixes, distinct errors
     # N(0, 0.7²) over 81 prefixes: mean within 4 standard errors, std within 30 %.
     assert abs(err.mean()) < 4 * 0.7 / np.sqrt(len(err))
