@@ -1,10 +1,12 @@
 """Test-time search: best-of-N, weighted voting, PRM-guided beam search, reward-guided decoding.
 
-Every search is one jitted program on top of ``rewardjax.sampling`` (KV-cache prefill, decoding
-in ``lax`` loops) and takes any scorer with the signature of ``Scorer``, a static function and
-traced params: ``scorer(params, prompt_tokens [B, P], prompt_mask [B, P], completion [B, L],
-completion_mask [B, L]) -> [B]`` — a trained process or outcome reward model, or on the synthetic
-Markov task the exact oracle (``markov_value_scorer``) and a noisy copy of it (``noisy_scorer``).
+Every search is jitted on top of ``rewardjax.sampling`` (KV-cache prefill, decoding in ``lax``
+loops; beam search and ARGS are one program each, best-of-N and voting reuse the sampler's
+program then score and select in small jitted programs) and takes any scorer with the
+signature of ``Scorer``, a static function and traced params: ``scorer(params, prompt_tokens
+[B, P], prompt_mask [B, P], completion [B, L], completion_mask [B, L]) -> [B]`` — a trained
+process or outcome reward model (``sequence_scorer``), or on the synthetic Markov task the exact
+oracle (``markov_value_scorer``) and a noisy copy of it (``noisy_scorer``).
 
 Papers:
 - Snell et al. 2024, "Scaling LLM Test-Time Compute Optimally can be More Effective than Scaling
