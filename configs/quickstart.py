@@ -16,7 +16,9 @@ Gao et al.'s fit and the exact KL-regularised optimum's frontier on one plot.
 
 Arg (`rewardjax.train.defaults.parse_arg`): comma-separated; `smoke` (a few-second run) and
 `vocab=<int>`: the synthetic task's vocabulary (default 8; the model's vocabulary follows, one
-larger for padding), e.g. `--config=configs/quickstart.py:vocab=16`.
+larger for padding), e.g. `--config=configs/quickstart.py:vocab=16`. The report enumerates all
+vocab^4 responses per prompt (at most 2^16: vocab 16 scores 16x more than vocab 8; above 16 set
+`--config.report.bon_exact=False` for sampled best-of-n).
 """
 
 from rewardjax.train import defaults
