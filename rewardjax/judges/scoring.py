@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from rewardjax.models import CausalLM
 
@@ -102,6 +102,8 @@ def _check_vocab(ids: Sequence[int], model: CausalLM, what: str) -> None:
 
 
 class _Base:
+    """A judge model and template; `logits` runs the rows through one jitted forward pass."""
+
     def __init__(self, model: CausalLM, params: Any, template: Any, batch_size: int | None):
         self.model, self.params, self.template = model, nn.meta.unbox(params), template
         self.batch_size = batch_size
@@ -234,14 +236,15 @@ class PairwiseScores(NamedTuple):
 
 
 def pairwise_from_orders(
-    p_first_ab: Float[Array, " B"], p_first_ba: Float[Array, " B"]
+    p_first_ab: Float[ArrayLike, " B"], p_first_ba: Float[ArrayLike, " B"]
 ) -> PairwiseScores:
     """Combine both orders: `p_first_ab` = P("A") with a first, `p_first_ba` = P("A") with b first
     (so P(a ≻ b) in that order is 1 - p_first_ba); see the module docstring."""
-    p_ab = jnp.asarray(p_first_ab, jnp.float32)
-    p_ba = 1.0 - jnp.asarray(p_first_ba, jnp.float32)
-    bias = jnp.mean((p_first_ab + p_first_ba) / 2) - 0.5
-    inconsistent = (p_first_ab > 0.5) == (p_first_ba > 0.5)
+    first_ab = jnp.asarray(p_first_ab, jnp.float32)
+    first_ba = jnp.asarray(p_first_ba, jnp.float32)
+    p_ab, p_ba = first_ab, 1.0 - first_ba
+    bias = jnp.mean((first_ab + first_ba) / 2) - 0.5
+    inconsistent = (first_ab > 0.5) == (first_ba > 0.5)
     return PairwiseScores(
         (p_ab + p_ba) / 2, p_ab, p_ba, inconsistent, bias, jnp.mean(inconsistent.astype(float))
     )
