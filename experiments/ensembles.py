@@ -72,16 +72,31 @@ def run(workdir: str, smoke: bool) -> dict[str, np.ndarray]:
     gold = {k: np.stack(v) for k, v in gold.items()}
     os.makedirs(workdir, exist_ok=True)
     _plot(curves, os.path.join(workdir, "ensembles.png"))
-    rows = [[name, *map(float, np.mean(gold[name], 0))] for name in NAMES]
-    wins = [[name, *map(float, np.mean(gold[name] >= gold["single"], 0))] for name in NAMES[1:]]
+    with np.errstate(all="ignore"):
+        rows = [[name, *map(float, _nanmean(gold[name]))] for name in NAMES]
+        both = lambda a: np.isfinite(gold[a]) & np.isfinite(gold["single"])
+        wins = [
+            [
+                name,
+                *map(float, _nanmean(np.where(both(name), gold[name] >= gold["single"], np.nan))),
+            ]
+            for name in NAMES[1:]
+        ]
+    reached = [
+        int(np.sum(np.isfinite(gold["mean"][:, g]) & np.isfinite(gold["single"][:, g])))
+        for g in range(len(GRID))
+    ]
     sections = [
         f"Best-of-n (exact law, n up to 2^{cfg['max_log2_n']}) by single proxies and by their "
         f"ensemble ({cfg['members']} bootstrap members, {cfg['pairs']} pairs at flip rate "
         f"{s.flip_rate}), {len(cfg['seeds'])} seeds, {cfg['prompts']} prompts.\n",
         "![ensembles](ensembles.png)\n",
-        "## Gold reward at equal KL (mean over seeds; single = mean over members)\n",
+        "## Gold reward at equal KL (mean over the seeds that reach it; single: the members)\n",
         markdown_table(["proxy", *[f"KL={k:g}" for k in GRID]], rows, floatfmt=".3f"),
         "\n## Fraction of seeds where the aggregate's gold ≥ the single members' mean\n",
+        "Over the seeds where both reach the KL (mean ensemble: "
+        + ", ".join(f"{r} at KL={k:g}" for r, k in zip(reached, GRID))
+        + " seeds).\n",
         markdown_table(["aggregate", *[f"KL={k:g}" for k in GRID]], wins, floatfmt=".2f"),
         f"\nWall time: {time.time() - start:.1f} s.\n",
     ]
@@ -93,6 +108,13 @@ def run(workdir: str, smoke: bool) -> dict[str, np.ndarray]:
         config={**cfg, "smoke": smoke},
     )
     return gold
+
+
+def _nanmean(x):
+    """Mean over seeds (axis 0) of the finite values; NaN where none is."""
+    x = np.asarray(x, np.float64)
+    count = np.sum(np.isfinite(x), 0)
+    return np.where(count > 0, np.nansum(x, 0) / np.maximum(count, 1), np.nan)
 
 
 def _plot(studies, path):
