@@ -17,7 +17,7 @@ Two PRMs share that interface (`init(rng, tokens, mask, completion_mask=None)`,
   (`losses.implicit_prm_outcome_loss`); its prefix score is the implicit Q-value
   q_t = β Σ_{s ≤ t, s in the response} log π(y_s | y_<s) / π_ref(y_s | y_<s) (0 on the prompt).
 
-Step ends come from any of three places: given indices `[B, S]`; the positions of a separator
+Step ends come from any of four places: given indices `[B, S]`; the positions of a separator
 token (`separator_step_ends`); per-token step ids (`step_ids_step_ends`, -1 outside a step, the
 convention of `losses.implicit_prm_step_rewards`); or fixed-size steps of k tokens after the
 prompt (`fixed_step_ends`, the synthetic task's steps).

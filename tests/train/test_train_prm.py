@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewardjax import train
+from rewardjax import data, evaluate, parallel, train
 from rewardjax.train import tasks
+from rewardjax.train.tasks import prm
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -53,6 +54,32 @@ def test_smoke_prm_learns_the_exact_value_function(prm_run):
     assert logged and logged[-1]["eval/value_spearman"] == pytest.approx(process["value_spearman"])
 
 
+def _reevaluate(c, workdir):
+    """The eval metrics of the PRM `prm.load_trained` restores from `workdir`."""
+    mesh = parallel.mesh_from_config(c.mesh)
+    model, params = prm.load_trained(
+        str(workdir), mesh, parallel.logical_rules(c.sharding_rules.to_dict())
+    )
+    held_out = tasks.load_data(c).eval
+    batches = data.batches(
+        held_out, global_batch_size=256, seed=None, num_epochs=1, shard_index=0, shard_count=1
+    )
+    scores = evaluate.score_step_batches(model, params, batches, num_steps=4)
+    values = np.stack([e["values"] for e in held_out.examples])
+    return evaluate.evaluate_process(
+        scores._replace(values=values),
+        threshold=c.prm.threshold,
+        decision_threshold=c.prm.threshold,
+    )
+
+
+def test_load_trained_restores_the_evaluated_prm(prm_run):
+    summary, workdir = prm_run
+    c = _config("smoke")
+    again = _reevaluate(c, workdir)
+    assert again.value_spearman == pytest.approx(summary["process"]["value_spearman"], abs=1e-6)
+
+
 def test_smoke_prm_writes_its_report(prm_run):
     summary, workdir = prm_run
     text = open(summary["report"], encoding="utf-8").read()
@@ -71,6 +98,8 @@ def test_implicit_prm_smoke_runs_on_outcomes_only(tmp_path):
     # After 10 steps the policy has left the reference: its prefix scores rank the prefixes
     # (ρ measured 0.57 after 40 steps; nonzero here, NaN if every score were still 0).
     assert math.isfinite(process["value_spearman"]) and process["value_spearman"] > 0.1, process
+    again = _reevaluate(c, tmp_path)  # policy restored, reference rebuilt from the seed
+    assert again.value_spearman == pytest.approx(process["value_spearman"], abs=1e-6)
 
 
 def test_step_record_files_load_through_the_task(tmp_path):

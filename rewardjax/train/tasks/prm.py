@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -47,13 +49,14 @@ from rewardjax.models import (
     gather_steps,
     step_ids_step_ends,
 )
+from rewardjax.train.checkpoint import Checkpointer
 from rewardjax.train.data import Data, markov_task, tokenizer_from_config
 from rewardjax.train.metrics import MetricWriter, read_jsonl
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps.common import objective_step
-from rewardjax.train.tasks.common import Context, Task
+from rewardjax.train.tasks.common import Context, Task, backbone_config
 
-__all__ = ["build", "implicit_prm_loss", "layouts", "prm_loss", "read_data"]
+__all__ = ["build", "implicit_prm_loss", "layouts", "load_trained", "prm_loss", "read_data"]
 
 LOSSES = ("step_cross_entropy", "implicit_prm_outcome_loss")
 
@@ -303,3 +306,53 @@ def _report(ctx: Context, evaluate_fn, state: TrainState) -> dict[str, Any]:
         notes=notes,
     )
     return {"report": path, "process": metrics.as_dict()}
+
+
+def _restore(workdir: str, model_init, mesh, rules, key) -> Any:
+    """The latest checkpoint of `workdir` in the tree `model_init(key, tokens[, mask])` makes."""
+    example = jnp.ones((1, 8), jnp.int32)
+    with parallel.mesh_rules(mesh, rules):
+        abstract = jax.eval_shape(model_init, key, example, example)
+    shardings = parallel.logical_shardings(abstract, mesh, rules)
+    target = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        nn.meta.unbox(abstract),
+        shardings,
+    )
+    return Checkpointer(os.path.join(workdir, "checkpoints")).restore_params(target)
+
+
+def load_trained(
+    workdir: str, mesh, rules, *, field: str = "the PRM work directory"
+) -> tuple[Any, Any]:
+    """The PRM trained in `workdir` (a prm run's config.json and latest checkpoint) and the
+    parameters to score with: `models.score_prefixes(model, params, ...)`.
+
+    A discriminative PRM's parameters are its checkpoint; an implicit PRM's are
+    `{"policy": checkpoint, "reference": its initial weights}` (the run's `init_from` checkpoint,
+    or the initialisation from the run's seed, as `run` made them).
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(
+            f"{field}={workdir!r} holds no config.json: give the work directory of a prm run "
+            "(python -m rewardjax.main --config=configs/prm.py --workdir=...)."
+        )
+    with open(path, encoding="utf-8") as f:
+        saved = ml_collections.ConfigDict(json.load(f))
+    if saved.task != "prm":
+        raise ValueError(f"{field}={workdir!r} is a {saved.task!r} run; give a prm run.")
+    backbone = backbone_config(saved)
+    init_key = jax.random.split(jax.random.PRNGKey(saved.seed))[0]
+    if saved.loss.name != "implicit_prm_outcome_loss":
+        model = ProcessRewardModel(backbone)
+        return model, _restore(workdir, model.init, mesh, rules, init_key)
+    lm_init = lambda key, tokens, mask: CausalLM(backbone).init(key, tokens, segment_ids=mask)
+    policy = _restore(workdir, lm_init, mesh, rules, init_key)
+    if saved.init_from:
+        reference = _restore(saved.init_from, lm_init, mesh, rules, init_key)
+    else:
+        example = jnp.ones((1, 8), jnp.int32)
+        with parallel.mesh_rules(mesh, rules):
+            reference = nn.meta.unbox(jax.jit(lm_init)(init_key, example, example))
+    return ImplicitPRM(backbone, beta=saved.prm.beta), {"policy": policy, "reference": reference}
