@@ -11,6 +11,13 @@ The model's vocabulary is the task's ids plus three (separator, "A", "B": `judge
 score held-out pairs with `judges.PairwiseJudge(model, params, judges.TokenTemplate(ids.sep),
 verdicts=(ids.a, ids.b))`, which averages both orders.
 
+On the default world (seed 0), 200 SFT steps of 32 rows (`--config.train.num_steps=200
+--config.train.batch_size=32 --config.data.synthetic.num_train_pairs=1024`) give a judge that ranks
+held-out pairs at 0.945 (both orders averaged; seeds 0-3: 0.83-0.955). DPO is better started from
+that SFT judge (50 steps at lr 1e-3: 0.94): from random weights its per-order verdicts are
+dominated by the position (100 steps: the eval's implicit-reward accuracy 0.50, order-averaged
+accuracy 0.80).
+
 Arg (`rewardjax.train.defaults.parse_arg`): `smoke` (a few-second run), `dpo` (DPO on the verdict
 tokens instead of SFT, e.g. `--config=configs/judge.py:dpo,smoke`; start from an SFT judge with
 `--config.init_from=runs/judge`).
