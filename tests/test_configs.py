@@ -100,6 +100,13 @@ DOCUMENTED = {
         "rating,multi_attribute": {"loss.name": "rating_regression", "data.layout": "rating"},
     },
     "sft": {"smoke": {"train.num_steps": 6}},
+    "prm": {
+        "smoke": {"loss.name": "step_cross_entropy", "train.num_steps": 10},
+        "implicit,smoke": {"loss.name": "implicit_prm_outcome_loss", "train.num_steps": 10},
+        "mc,rollouts=4": {"prm.labels": "mc", "prm.num_rollouts": 4},
+        "binary,step=4": {"prm.labels": "binary", "prm.step_size": 4},
+        "exact": {"prm.labels": "exact"},
+    },
     "rl": {
         "smoke": {"rl.advantage": "grpo", "train.num_steps": 4},
         "grpo": {"rl.advantage": "grpo", "rl.kl.placement": "in_loss", "rl.kl.estimator": "k3"},
