@@ -7,7 +7,7 @@ Measured on the smoke runs (8 prompts of the quickstart's world, n up to 2^20; 2
   reward. Asserted: >= 0.85 everywhere, >= 0.95 at KL = 8 for the gold reward.
 - ensembles: on each of the 3 smoke seeds the ensemble mean's gold reward at KL = 1, 2, 4, 6 is
   at least the single members' mean (Coste et al. 2023, arXiv 2310.02743).
-- label_noise: gold pair accuracy 0.780 / 0.944 (clean, 128 / 2048 pairs) and 0.612 / 0.846
+- label_noise: gold pair accuracy 0.775 / 0.945 (clean, 128 / 2048 pairs) and 0.609 / 0.842
   (flip rate 0.3); the gold peak under best-of-n 4.36 / 5.93 and 1.63 / 5.02 (means of 2 seeds).
   Asserted: accuracy and peak rise with data and fall with noise.
 """
