@@ -1,7 +1,8 @@
 """rewardjax: JAX-native reward modeling and alignment.
 
 Layer 1 (pure math on plain arrays): `numerics`, `losses`, `transforms`, `kl`, `bon`, `theory`,
-`rl`. Layer 2: `models`, `sampling`, `data`, `parallel`, `rewards`. Layer 3: `train`, `evaluate`.
+`rl`. Layer 2: `models`, `sampling`, `data`, `parallel`, `rewards`, `judges`, `search`. Layer 3:
+`train`, `evaluate`, `lab` (the overoptimization studies' analysis).
 Import the submodule you need: `from rewardjax import losses`.
 """
 
@@ -11,7 +12,9 @@ __all__ = [
     "bon",
     "data",
     "evaluate",
+    "judges",
     "kl",
+    "lab",
     "losses",
     "models",
     "numerics",
@@ -19,6 +22,7 @@ __all__ = [
     "rewards",
     "rl",
     "sampling",
+    "search",
     "theory",
     "train",
     "transforms",

@@ -100,6 +100,11 @@ DOCUMENTED = {
         "rating,multi_attribute": {"loss.name": "rating_regression", "data.layout": "rating"},
     },
     "sft": {"smoke": {"train.num_steps": 6}},
+    "judge": {
+        "smoke": {"task": "sft", "train.num_steps": 6, "data.judge.enabled": True},
+        "dpo": {"task": "dpo", "loss.name": "dpo", "model.vocab_size": 12},
+        "dpo,smoke": {"task": "dpo", "loss.name": "dpo", "train.num_steps": 6},
+    },
     "prm": {
         "smoke": {"loss.name": "step_cross_entropy", "train.num_steps": 10},
         "implicit,smoke": {"loss.name": "implicit_prm_outcome_loss", "train.num_steps": 10},
