@@ -71,7 +71,9 @@ def run(workdir: str, smoke: bool) -> list[dict]:
                 )
                 table = lab.fit_bigram_proxy(pairs, s.vocab_size)
                 proxy = lab.score_bigram(table, law.prompts[:, -1], law.responses)
-                study = overopt.exact_bon_study(law, ns, np.array([1.0]), proxy=proxy)
+                study = overopt.exact_bon_study(
+                    law, ns, np.array([1.0]), proxy=proxy, proxy_optimum=False
+                )
                 peak = overopt.bon_gold_peak(study.bon)
                 fit = evaluate.fit_bon_gold(study.bon)
                 rows.append(

@@ -394,6 +394,7 @@ def exact_bon_study(
     betas: Float[np.ndarray, " J"],
     *,
     proxy: Float[np.ndarray, "P Y"] | None = None,
+    proxy_optimum: bool = True,
 ) -> ExactBonStudy:
     """Exact best-of-n curves of a proxy and the exact tilted optima, on enumerated responses.
 
@@ -412,6 +413,7 @@ def exact_bon_study(
       betas: the grid of β > 0 for both optima, [J].
       proxy: the proxy reward to use [P, Y]; default `law.proxy` (an ensemble's must be reduced
         first, e.g. `law.proxy.mean(0)`).
+      proxy_optimum: False skips the proxy's tilted optimum (its fields are then NaN).
 
     Returns:
       ExactBonStudy (numpy, float64 where the inputs allow).
@@ -430,7 +432,10 @@ def exact_bon_study(
     )
     betas_j = jnp.asarray(betas, jnp.float32)
     f_kl, f_gold = theory.kl_reward_frontier(probs, g32, betas_j[:, None])
-    o_kl, o_proxy, o_gold = _tilted_gold(probs, p32, g32, betas_j)
+    if proxy_optimum:
+        o_kl, o_proxy, o_gold = _tilted_gold(probs, p32, g32, betas_j)
+    else:
+        o_kl = o_proxy = o_gold = np.full(np.shape(betas), np.nan)
     as_np = lambda x: np.asarray(x, np.float64)
     return ExactBonStudy(
         bon,

@@ -98,7 +98,7 @@ def exact_bon_report_study(
     betas = spread * np.geomspace(1e-3, 1e2, 80)
     if law.proxy.ndim == 3:  # an ensemble head: its members' mean, as the rest of the report
         law = law._replace(proxy=law.proxy.mean(0))
-    return overopt.exact_bon_study(law, ns, betas)
+    return overopt.exact_bon_study(law, ns, betas, proxy_optimum=False)
 
 
 def reward_model_report(

@@ -51,9 +51,11 @@ def ensemble_bon_gold(
     betas = np.array([1.0])  # the optima are not used here
     studies = {}
     for e in range(len(members)):
-        studies[f"single {e}"] = overopt.exact_bon_study(law, ns, betas, proxy=members[e])
+        studies[f"single {e}"] = overopt.exact_bon_study(
+            law, ns, betas, proxy=members[e], proxy_optimum=False
+        )
     for name, proxy in aggregate_members(members, uwo_coef=uwo_coef).items():
-        studies[name] = overopt.exact_bon_study(law, ns, betas, proxy=proxy)
+        studies[name] = overopt.exact_bon_study(law, ns, betas, proxy=proxy, proxy_optimum=False)
     gold = {k: at_kl(s.bon.kl, s.bon.gold_reward, grid) for k, s in studies.items()}
     singles = np.stack([gold[f"single {e}"] for e in range(len(members))])
     with np.errstate(all="ignore"):  # a KL no member reaches stays NaN
