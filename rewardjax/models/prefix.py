@@ -165,7 +165,7 @@ def branch_logprobs(
 
 
 def shared_length(
-    examples: Iterable[dict], *, max_length: int, num_responses: int = 2, multiple: int = 8
+    examples: Iterable[dict], *, max_length: int, num_responses: int = 2, multiple: int = 1
 ) -> int:
     """The length L of the prefix-shared rows of encoded examples (`rewardjax.data`
     `EncodedDataset.examples`: "seqs" prompt + response, "prompt_len"), on the host.

@@ -73,6 +73,9 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.train.stop_at_step = 0
     c.train.eval_every = 0
     c.train.progress_bar = True
+    # Prefix sharing (arXiv 2410.20305): a pair is one row [prompt | chosen | rejected], the
+    # prompt computed once; used by the pairwise reward-model and DPO-family steps, ignored else.
+    c.train.prefix_sharing = True
 
     # Data: the synthetic gold-reward Markov task, or local files in a named layout.
     c.data = ml_collections.ConfigDict()

@@ -11,6 +11,7 @@ from jaxtyping import Array, Float, Int
 
 from rewardjax import losses
 from rewardjax.models import ScoringModel, score_pairs
+from rewardjax.models.prefix import share_prefix
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps.common import (
     Batch,
@@ -148,6 +149,7 @@ def ranked_loss(
     loss_name: str = "plackett_luce",
     loss_kwargs: Mapping[str, Any] | None = None,
     separator: int | None = None,
+    prefix_length: int | None = None,
 ) -> tuple[Float[Array, ""], Metrics]:
     """Weighted mean loss of a reward model on ranked lists of K responses, and its metrics.
 
@@ -169,6 +171,10 @@ def ranked_loss(
       loss_kwargs: extra keyword hyper-parameters for the loss.
       separator: score the K responses of a list in one row (`multi_response_rows`, the model's
         `max_responses` >= K), each closed by this token id; None: each in its own row.
+      prefix_length: without `separator`, score each list as one prefix-shared row
+        `[prompt | y_1 | ... | y_K]` of this length (`models.prefix.share_prefix`; the model's
+        `max_responses` >= K): the scores of the K rows apart, the prompt computed once (Wang et
+        al., arXiv 2410.20305).
 
     Returns:
       The loss and metrics: `accuracy` (ordered pairs the mean score orders correctly, over lists
@@ -177,7 +183,13 @@ def ranked_loss(
     loss_fn = losses.get(loss_name)
     kwargs = dict(loss_kwargs or {})
     ranks, weight = batch["ranks"], batch["weight"]
-    if separator is None:
+    if separator is None and prefix_length is not None:
+        rows = share_prefix(
+            batch["tokens"], batch["mask"], batch["completion_mask"], length=prefix_length
+        )
+        out = model.apply(params, rows.tokens, rows.mask, None, rows.branch_ids, True)
+        scores = out.reward.astype(jnp.float32)[..., : ranks.shape[-1]]
+    elif separator is None:
         scores = _score_lists(model, params, batch)
     else:
         rows = multi_response_rows(

@@ -31,16 +31,21 @@ from rewardjax.train.tasks.common import Context, Task, backbone_config, mean_me
 __all__ = ["build", "layouts", "load_trained", "pair_prefix_length"]
 
 
-def pair_prefix_length(ctx: Context) -> int | None:
-    """The length of the prefix-shared rows `[prompt | chosen | rejected]` that hold every pair of
-    the train and (pairwise) eval sets (`models.prefix.shared_length`), or None when
-    `config.train.prefix_sharing` is off or the training data are not pairs (Wang et al.,
-    "Accelerating Direct Preference Optimization with Prefix Sharing", arXiv 2410.20305)."""
-    sets = [ctx.data.train, ctx.data.eval]
-    sets = [d for d in sets if d is not None and d.kind == "pairwise"]
-    if not ctx.config.train.get("prefix_sharing", False) or ctx.data.train.kind != "pairwise":
+def pair_prefix_length(ctx: Context, kind: str = "pairwise") -> int | None:
+    """The length of the prefix-shared rows `[prompt | y_1 | ... | y_K]` that hold every example
+    of the train and eval sets of `kind` ("pairwise": K = 2, or "ranked")
+    (`models.prefix.shared_length`), or None when `config.train.prefix_sharing` is off or the
+    training data are not of that kind (Wang et al., "Accelerating Direct Preference
+    Optimization with Prefix Sharing", arXiv 2410.20305)."""
+    if not ctx.config.train.get("prefix_sharing", False) or ctx.data.train.kind != kind:
         return None
-    return max(prefix.shared_length(d.examples, max_length=d.max_length) for d in sets)
+    sets = [d for d in (ctx.data.train, ctx.data.eval) if d is not None and d.kind == kind]
+    return max(
+        prefix.shared_length(
+            d.examples, max_length=d.max_length, num_responses=len(d.examples[0]["seqs"])
+        )
+        for d in sets
+    )
 
 
 def layouts(config: ml_collections.ConfigDict, train_kind: str, eval_kind: str | None):
@@ -91,7 +96,9 @@ def build(ctx: Context) -> Task:
             model, s.params, ctx.eval_batches(), subset_names=eval_data.subset_names
         ).as_dict()
     else:
-        step_fn, layout_loss = _layout_step(config, model, dataset)
+        step_fn, layout_loss = _layout_step(
+            config, model, dataset, pair_prefix_length(ctx, "ranked")
+        )
         layout_loss = jax.jit(layout_loss)
         eval_fn = lambda s: mean_metrics(layout_loss, s.params, ctx.eval_batches())
     finish = None
@@ -142,7 +149,9 @@ def _init(ctx: Context, model: RewardModel, example) -> tuple[Any, Any]:
     return {"params": {**params["params"], "backbone": lm["params"]["transformer"]}}, shardings
 
 
-def _layout_step(config: ml_collections.ConfigDict, model: RewardModel, dataset):
+def _layout_step(
+    config: ml_collections.ConfigDict, model: RewardModel, dataset, prefix_length: int | None
+):
     """The step and the `(params, batch) -> (loss, metrics)` of a reward model on ranked lists or
     ratings."""
     loss = config.loss
@@ -157,6 +166,7 @@ def _layout_step(config: ml_collections.ConfigDict, model: RewardModel, dataset)
             loss_name=loss.name,
             loss_kwargs=loss.kwargs.to_dict(),
             separator=config.head.separator,
+            prefix_length=None if config.head.separator is not None else prefix_length,
         )
         return (
             functools.partial(steps.ranked_reward_model_step, **kwargs),
