@@ -162,7 +162,8 @@ def _exact_bon_section(study: overopt.ExactBonStudy, directory: str | os.PathLik
         "## Best-of-n\n",
         "Exact best-of-n law over every response to each prompt (Beirami et al. 2024, "
         "arXiv 2401.01879), means over the prompts; *gold, optimum* is the exact KL-regularised "
-        "optimum of the gold reward at the same KL (the frontier no policy can beat).\n",
+        "optimum of the gold reward at the same KL (the frontier no policy can beat; nan past its "
+        "largest KL, that of the point mass on each prompt's best response).\n",
         markdown_table(header, rows),
         f"\n**Overoptimization.** The gold reward of best-of-n by the proxy peaks at n = "
         f"{b.n[i]:.0f} (KL = {peak.kl:.2f} nats, gold {peak.gold:.3f}, "
