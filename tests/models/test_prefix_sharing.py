@@ -22,7 +22,7 @@ from rewardjax.models import (
 from rewardjax.models.prefix import branch_logprobs, share_prefix, shared_length
 from rewardjax.models.transformer import branch_attention_mask
 
-BACKBONE = get_preset("tiny", n_layers=2, d_model=32, d_ff=64, vocab_size=40)
+BACKBONE = get_preset("tiny", n_layers=1, d_model=32, d_ff=64, vocab_size=40)
 T = 10
 # Per example: prompt length, then the K response lengths (unequal; one response empty).
 LENGTHS = [(3, (4, 2, 5)), (1, (5, 6, 1)), (4, (1, 3, 0)), (2, (8, 7, 3))]
@@ -183,15 +183,17 @@ def test_pair_reward_gradients_and_an_ensemble_of_models_equal_the_unshared_ones
         c, r = score_pairs(model, p, b, prefix_length=prefix_length)
         return jnp.mean(losses.bradley_terry(c.reward, r.reward))
 
-    # prefix_length=None falls back to the model's config.prefix_length; 2 * T is plain unshared
-    # rows side by side, so compare against a model without it.
+    # prefix_length=None falls back to the model's config.prefix_length (shared); the plain
+    # model (no prefix_length) scores the rows apart. One compilation for both gradients.
     plain = RewardModel(RewardModelConfig(backbone=BACKBONE, head="scalar"))
-    grad_plain = jax.jit(
-        jax.grad(
-            lambda p: jnp.mean(losses.bradley_terry(*(o.reward for o in score_pairs(plain, p, b))))
-        )
-    )(params)
-    grad_shared = jax.jit(jax.grad(functools.partial(loss, prefix_length=None)))(params)
+
+    def plain_loss(p):
+        c, r = score_pairs(plain, p, b)
+        return jnp.mean(losses.bradley_terry(c.reward, r.reward))
+
+    shared_loss = functools.partial(loss, prefix_length=None)
+    grads = jax.jit(lambda p: (jax.grad(plain_loss)(p), jax.grad(shared_loss)(p)))
+    grad_plain, grad_shared = grads(params)
     for g, h in zip(jax.tree.leaves(grad_plain), jax.tree.leaves(grad_shared), strict=True):
         np.testing.assert_allclose(h, g, atol=1e-5, rtol=1e-4)
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grad_plain)) > 1e-3
@@ -237,13 +239,12 @@ def test_response_logprobs_and_their_gradients_equal_the_unshared_ones(k):
         s, counts = _shared_logps(model, p, tokens, mask, completion, length)
         return u, s, counts
 
-    u, s, counts = jax.jit(both)(params)
-    np.testing.assert_allclose(s, u, atol=1e-5, rtol=1e-5)
-    # Counts: every completion token but one at position 0 (none here: prompts are non-empty).
-    np.testing.assert_array_equal(counts, [[len(r) for r in rs] for _, rs in pieces])
     # log-sigmoid of a weighted sum, like a DPO margin: gradients through the shared prompt.
-    objective = lambda f: lambda p: jnp.sum(jax.nn.log_sigmoid(f(p) @ weights))
-    g_u = jax.jit(jax.grad(objective(lambda p: both(p)[0])))(params)
-    g_s = jax.jit(jax.grad(objective(lambda p: both(p)[1])))(params)
+    objective = lambda i: lambda p: jnp.sum(jax.nn.log_sigmoid(both(p)[i] @ weights))
+    run = jax.jit(lambda p: (both(p), jax.grad(objective(0))(p), jax.grad(objective(1))(p)))
+    (u, s, counts), g_u, g_s = run(params)
+    np.testing.assert_allclose(s, u, atol=1e-5, rtol=1e-5)
+    # Counts: every completion token (none at position 0: the prompts are non-empty).
+    np.testing.assert_array_equal(counts, [[len(r) for r in rs] for _, rs in pieces])
     for a, c in zip(jax.tree.leaves(g_u), jax.tree.leaves(g_s), strict=True):
         np.testing.assert_allclose(c, a, atol=1e-5, rtol=1e-4)
