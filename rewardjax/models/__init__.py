@@ -25,6 +25,7 @@ from rewardjax.models.heads import (
 )
 from rewardjax.models.implicit import EndogenousReward, ImplicitReward
 from rewardjax.models.layers import RopeScaling
+from rewardjax.models.prefix import SharedRows, branch_logprobs, share_prefix, shared_length
 from rewardjax.models.presets import PRESETS, get_preset
 from rewardjax.models.process import (
     ImplicitPRM,
@@ -50,6 +51,7 @@ from rewardjax.models.transformer import (
     KVCache,
     Transformer,
     TransformerConfig,
+    branch_attention_mask,
     init_cache,
     segment_positions,
 )
@@ -76,9 +78,12 @@ __all__ = [
     "RopeScaling",
     "ScalarHead",
     "ScoringModel",
+    "SharedRows",
     "Transformer",
     "TransformerConfig",
     "ValueModel",
+    "branch_attention_mask",
+    "branch_logprobs",
     "config_from_hf",
     "config_to_hf",
     "fixed_step_ends",
@@ -97,6 +102,8 @@ __all__ = [
     "score_prefixes",
     "segment_positions",
     "separator_step_ends",
+    "share_prefix",
+    "shared_length",
     "step_ids_step_ends",
     "with_lm_backbone",
 ]
