@@ -151,6 +151,18 @@ def _attend(
     return (out / total).astype(q.dtype)
 
 
+def _attend_fused(
+    q: Float[Array, "B T H Dh"],
+    k: Float[Array, "B S K Dh"],
+    v: Float[Array, "B S K Dh"],
+    mask: Bool[Array, "B T S"],
+) -> Float[Array, "B T H Dh"]:
+    """``_attend`` through ``jax.nn.dot_product_attention``, which picks a fused kernel where
+    the platform has one (cuDNN flash attention on GPU, XLA's on TPU) and never materialises the
+    [B, H, T, S] logits there; on CPU it is XLA's plain composition."""
+    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None]).astype(q.dtype)
+
+
 def _attend_cached(
     q: Float[Array, "B T H Dh"],
     k: Float[Array, "B K Dh S"],
@@ -189,6 +201,7 @@ class Attention(nn.Module):
     init_std: float = 0.02
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    fused: bool = False  # jax.nn.dot_product_attention (no KV cache) instead of `_attend`
 
     def _proj(self, name, x, heads, head_axis):
         kernel = self.param(
@@ -226,7 +239,7 @@ class Attention(nn.Module):
         v = self._proj("v", x, self.n_kv_heads, "kv_heads")
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "head_dim"))
         if kv is None:
-            out = _attend(q, k, v, mask)
+            out = (_attend_fused if self.fused else _attend)(q, k, v, mask)
         else:
             # Keys are cached [B, K, Dh, S] and values [B, K, S, Dh]: the layouts the two attention
             # products read without a transposed copy of the cache per decoding step.

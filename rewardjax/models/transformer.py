@@ -64,6 +64,9 @@ class TransformerConfig:
         slicing of stacked params and residuals, about 1.3x faster forward+backward on CPU for
         few layers; set False for deep models to keep compile time low.
       init_std: std of the normal initialiser of every matrix.
+      attention: "einsum" (this module's attention, tuned for XLA:CPU) or "dot_product"
+        (`jax.nn.dot_product_attention`: cuDNN / fused kernels on GPU and TPU, the same values);
+        decoding with a KV cache always uses the cached einsum path.
     """
 
     vocab_size: int
@@ -86,6 +89,7 @@ class TransformerConfig:
     remat: bool = False
     unroll_layers: bool = True
     init_std: float = 0.02
+    attention: str = "einsum"
 
     def __post_init__(self):
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff"):
@@ -107,6 +111,11 @@ class TransformerConfig:
             object.__setattr__(self, "head_dim", self.d_model // self.n_heads)
         if self.head_dim % 2:
             raise ValueError(f"TransformerConfig.head_dim must be even, got {self.head_dim}.")
+        if self.attention not in ("einsum", "dot_product"):
+            raise ValueError(
+                "TransformerConfig.attention must be 'einsum' or 'dot_product', "
+                f"got {self.attention!r}."
+            )
         if self.mlp_activation not in _ACTIVATIONS:
             raise ValueError(
                 f"TransformerConfig.mlp_activation must be one of {_ACTIVATIONS}, "
@@ -231,6 +240,7 @@ class Block(nn.Module):
             init_std=cfg.init_std,
             dtype=cfg.compute_dtype,
             param_dtype=cfg.storage_dtype,
+            fused=cfg.attention == "dot_product",
             name="attn",
         )(RMSNorm(**norm, name="attn_norm")(x), mask, sin, cos, kv, index)
         x = nn.with_logical_constraint(x + h, ("batch", "length", "embed"))

@@ -45,6 +45,7 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
     c.model.remat = False
+    c.model.attention = "einsum"  # or "dot_product": jax.nn.dot_product_attention (GPU/TPU)
     # Initial parameters: the work directory of an earlier run (e.g. SFT before DPO, or before a
     # reward model, which then takes the policy's transformer as its backbone); '' = random.
     c.init_from = ""

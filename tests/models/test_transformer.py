@@ -251,6 +251,26 @@ def test_remat_same_values_and_grads(lm):
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(g1))
 
 
+def test_dot_product_attention_equals_the_einsum_attention(lm):
+    """attention="dot_product" (jax.nn.dot_product_attention) gives the same logits and gradients
+    as the default, on rows with two packed segments and padding (GQA: 4 query heads, 2 kv)."""
+    _, params = lm
+    tok = _tokens(2, 9)
+    seg = jnp.asarray([[1] * 5 + [2] * 4, [1] * 6 + [0] * 3])
+
+    def loss(p, cfg):
+        logits, _ = CausalLM(cfg).apply(p, tok, segment_ids=seg)
+        return jnp.sum(jax.nn.log_softmax(logits)[..., 0] * (seg > 0)), logits
+
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+    (_, l1), g1 = grad(params, CFG)
+    (_, l2), g2 = grad(params, dataclasses.replace(CFG, attention="dot_product"))
+    real = np.asarray(seg > 0)
+    np.testing.assert_allclose(np.asarray(l2)[real], np.asarray(l1)[real], atol=1e-4, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
 def test_bfloat16_compute_policy(lm, fwd):
     _, params = lm
     cfg = dataclasses.replace(CFG, dtype="bfloat16")
@@ -271,6 +291,7 @@ def test_bfloat16_compute_policy(lm, fwd):
         (dict(dtype="int8"), "dtype"),
         (dict(d_model=0), "d_model"),
         (dict(d_model=60, n_heads=8, n_kv_heads=8), "head_dim"),
+        (dict(attention="flash"), "attention"),
     ],
 )
 def test_config_validation(fields, match):

@@ -36,7 +36,12 @@ def backbone_config(config: ml_collections.ConfigDict) -> TransformerConfig:
     shape = ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff")
     overrides = {k: m[k] for k in shape if m[k] is not None}
     return get_preset(
-        m.preset, dtype=m.dtype, param_dtype=m.param_dtype, remat=m.remat, **overrides
+        m.preset,
+        dtype=m.dtype,
+        param_dtype=m.param_dtype,
+        remat=m.remat,
+        attention=m.attention,
+        **overrides,
     )
 
 
