@@ -35,7 +35,9 @@ def test_matches_reference_batched_and_grads():
         rtol=1e-2,
     )
     np.testing.assert_allclose(theory.starc_distance(a[0], -a[0], p[0]), 2.0, rtol=1e-6)
-    assert theory.starc_distance(np.ones(Y), a[0], p[0]) == 1.0  # a constant reward is s = 0
+    # A constant reward standardises to exactly 0, so its distance to any reward is ‖s(a)‖ = 1.
+    np.testing.assert_array_equal(theory.standardize_reward(np.ones(Y), p[0]), 0.0)
+    np.testing.assert_allclose(theory.starc_distance(np.ones(Y), a[0], p[0]), 1.0, rtol=1e-6)
     big = 1e4 * np.sign(a[0])
     assert np.isfinite(theory.starc_distance(big, b[0], p[0]))
 
