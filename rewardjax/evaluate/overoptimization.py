@@ -187,6 +187,20 @@ class GoldPeak(NamedTuple):
     final_kl: float  # KL at the last smoothed point
 
 
+def _peak(kl: np.ndarray, gold: np.ndarray, proxy: np.ndarray) -> GoldPeak:
+    """GoldPeak of curves [M] at i* = argmax gold."""
+    i = int(np.argmax(gold))
+    return GoldPeak(
+        index=i,
+        kl=float(kl[i]),
+        gold=float(gold[i]),
+        rise=float(gold[i] - gold[0]),
+        drop=float(gold[i] - gold[-1]),
+        proxy_gain=float(proxy[-1] - proxy[i]),
+        final_kl=float(kl[-1]),
+    )
+
+
 def gold_peak(curve: RLCurve, *, window: int = 1) -> GoldPeak:
     """The maximum of the smoothed gold reward, with the rise before it and the drop after it.
 
@@ -205,16 +219,7 @@ def gold_peak(curve: RLCurve, *, window: int = 1) -> GoldPeak:
     gold = moving_average(curve.gold, window)
     proxy = moving_average(curve.proxy, window)
     kl = moving_average(curve.kl, window)
-    i = int(np.argmax(gold))
-    return GoldPeak(
-        index=i,
-        kl=float(kl[i]),
-        gold=float(gold[i]),
-        rise=float(gold[i] - gold[0]),
-        drop=float(gold[i] - gold[-1]),
-        proxy_gain=float(proxy[-1] - proxy[i]),
-        final_kl=float(kl[-1]),
-    )
+    return _peak(kl, gold, proxy)
 
 
 def plot_rl_curves(
@@ -469,16 +474,7 @@ def bon_gold_peak(curves: gold_lib.BonGoldCurves) -> GoldPeak:
         raise ValueError(
             f"bon_gold_peak: curves of shape {gold.shape}; expected [K] (average first)."
         )
-    i = int(np.argmax(gold))
-    return GoldPeak(
-        index=i,
-        kl=float(kl[i]),
-        gold=float(gold[i]),
-        rise=float(gold[i] - gold[0]),
-        drop=float(gold[i] - gold[-1]),
-        proxy_gain=float(proxy[-1] - proxy[i]),
-        final_kl=float(kl[-1]),
-    )
+    return _peak(kl, gold, proxy)
 
 
 def plot_exact_bon_study(
