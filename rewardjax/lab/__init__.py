@@ -6,6 +6,8 @@
 - `frontier`: best-of-n against the exact KL-regularised optimum (Beirami et al. 2024,
   arXiv 2401.01879; Yang et al. 2024, arXiv 2404.01730).
 - `ensembles`: best-of-n by single vs aggregated proxies (Coste et al. 2023, arXiv 2310.02743).
+- `policies`: a trained policy's (SFT, DPO, RL) exact law over the enumerated responses, and its
+  exact KL, gold and proxy reward (`response_logprobs`, `policy_point`, `load_policy`).
 
 The exact best-of-n machinery itself is `rewardjax.evaluate.overoptimization`
 (`synthetic_response_law`, `exact_bon_study`, `bon_gold_peak`, `plot_exact_bon_study`).
@@ -15,6 +17,7 @@ Usage: `from rewardjax import lab; lab.gain_fraction(...)`.
 
 from rewardjax.lab.ensembles import aggregate_members, ensemble_bon_gold
 from rewardjax.lab.frontier import Curve, frontier_curves, gain_fraction
+from rewardjax.lab.policies import PolicyPoint, load_policy, policy_point, response_logprobs
 from rewardjax.lab.proxies import (
     bigram_counts,
     bootstrap_bigram_ensemble,
@@ -25,6 +28,7 @@ from rewardjax.lab.study import at_kl, write_study
 
 __all__ = [
     "Curve",
+    "PolicyPoint",
     "aggregate_members",
     "at_kl",
     "bigram_counts",
@@ -33,6 +37,9 @@ __all__ = [
     "fit_bigram_proxy",
     "frontier_curves",
     "gain_fraction",
+    "load_policy",
+    "policy_point",
+    "response_logprobs",
     "score_bigram",
     "write_study",
 ]
