@@ -1,4 +1,12 @@
-"""The quickstart's synthetic world, enumerated: what every lab study starts from."""
+"""The quickstart's synthetic world, enumerated: what every lab study starts from.
+
+- `quickstart_world`: the world and every response to P prompts (exact base law and gold reward).
+- `world_config`: any `configs/<name>.py` (sft, reward_model, dpo, rl) on that world with the lab's
+  small model, for runs of the real trainer (`train.run`, which resumes a finished stage).
+- `sft_reference`: the SFT policy of the world's base chain, the reference DPO and RL runs start
+  from and are regularised to, and the law `law` with its exact probabilities in place of the base
+  chain's (so the exact optimum, best-of-n and every trained policy share one reference).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +16,72 @@ import os
 
 import jax
 import ml_collections
+import numpy as np
 
+from rewardjax import lab, train
 from rewardjax.evaluate import overoptimization as overopt
 from rewardjax.train import data as train_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """`configs/quickstart.py`'s config (the world, its pairs' noise and count, its seed)."""
-    path = os.path.join(REPO, "configs", "quickstart.py")
-    spec = importlib.util.spec_from_file_location("quickstart_config", path)
+def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`configs/<name>.py`'s get_config(arg)."""
+    path = os.path.join(REPO, "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
+
+
+def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """`configs/quickstart.py`'s config (the world, its pairs' noise and count, its seed)."""
+    return load_config("quickstart", arg)
+
+
+def world_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`configs/<name>.py` on the quickstart's world with the lab's small model.
+
+    The synthetic task (vocabulary, lengths, pairs, label noise) and seed are the quickstart's;
+    the backbone is 1 layer of width 32 (`train.smoke_overrides`' model); logging is quiet and the
+    periodic evaluation off. Set the steps, batch size and learning rate for the stage.
+    """
+    c = load_config(name, arg)
+    q = quickstart_config()
+    for key, value in q.data.synthetic.items():
+        c.data.synthetic[key] = value
+    c.seed = q.seed
+    c.model.preset, c.model.n_layers, c.model.d_model, c.model.d_ff = "tiny", 1, 32, 64
+    c.model.vocab_size = q.model.vocab_size
+    c.train.progress_bar = False
+    c.train.log_every = 25
+    c.eval.enabled = False
+    if "report" in c:
+        c.report.enabled = False
+    return c
+
+
+def sft_reference(
+    workdir: str, law: overopt.SyntheticResponseLaw, *, steps: int = 300, pairs: int = 4096
+) -> tuple[str, overopt.SyntheticResponseLaw]:
+    """Trains (or finds) the SFT policy of the world's base chain in `workdir`; returns the
+    workdir and `law` with `probs` = that policy's exact law over the enumerated responses.
+
+    SFT on coin-flip-labelled pairs (`synthetic.beta = 0`): the "chosen" responses are plain
+    samples of the base chain, so the policy learns π_0. DPO and RL runs start from it
+    (`config.init_from`) and are regularised to it, so the KLs of every family are to this law.
+    """
+    c = world_config("sft")
+    c.data.synthetic.beta = 0.0
+    c.data.synthetic.flip_rate = 0.0
+    c.data.synthetic.num_train_pairs = pairs
+    c.train.batch_size = 64
+    c.train.num_steps = c.train.checkpoint_every = steps
+    c.optimizer.learning_rate, c.optimizer.warmup_steps = 3e-3, 10
+    train.run(c, workdir)
+    model, params, _ = lab.load_policy(workdir)
+    logprobs = lab.response_logprobs(model, params, law)
+    return workdir, law._replace(probs=np.exp(logprobs))
 
 
 def quickstart_world(num_prompts: int):
