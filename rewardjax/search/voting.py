@@ -142,6 +142,14 @@ def majority_vote(
     return weighted_vote(answers, jnp.ones(jnp.shape(answers), jnp.float32), where=where)
 
 
+def _scored_samples(
+    model, params, prompt_tokens, prompt_mask, key, scorer, scorer_params, **sample_kwargs
+):
+    """N samples per prompt (`sampling.sample`) and the scorer on each: (out, scores [B, N])."""
+    out = sampling.sample(model, params, prompt_tokens, prompt_mask, key, **sample_kwargs)
+    return out, _score(scorer, scorer_params, prompt_tokens, prompt_mask, out)
+
+
 @functools.partial(jax.jit, static_argnames="scorer")
 def _score(scorer, scorer_params, prompt_tokens, prompt_mask, out):
     """The scorer on every sample, [B, N] float32."""
@@ -224,12 +232,12 @@ def best_of_n_search(
       ``SearchOutput``; ``candidates`` are the N samples [B, N, L], ``tokens_generated`` Σ lengths.
     """
     k_sample, k_pick = jax.random.split(key)
-    out = sampling.sample(
-        model, params, prompt_tokens, prompt_mask, k_sample, max_new_tokens=max_new_tokens,
-        num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p,
-        stop_tokens=stop_tokens,
+    out, scores = _scored_samples(
+        model, params, prompt_tokens, prompt_mask, k_sample, scorer, scorer_params,
+        max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
+        top_k=top_k, top_p=top_p, stop_tokens=stop_tokens,
     )  # fmt: skip
-    return _pick_best(k_pick, out, _score(scorer, scorer_params, prompt_tokens, prompt_mask, out))
+    return _pick_best(k_pick, out, scores)
 
 
 def weighted_vote_search(
@@ -263,10 +271,9 @@ def weighted_vote_search(
     Returns:
       ``SearchOutput`` with ``candidates`` the N samples and ``candidate_scores`` their scores.
     """
-    out = sampling.sample(
-        model, params, prompt_tokens, prompt_mask, key, max_new_tokens=max_new_tokens,
-        num_samples=num_samples, temperature=temperature, top_k=top_k, top_p=top_p,
-        stop_tokens=stop_tokens,
+    out, scores = _scored_samples(
+        model, params, prompt_tokens, prompt_mask, key, scorer, scorer_params,
+        max_new_tokens=max_new_tokens, num_samples=num_samples, temperature=temperature,
+        top_k=top_k, top_p=top_p, stop_tokens=stop_tokens,
     )  # fmt: skip
-    scores = _score(scorer, scorer_params, prompt_tokens, prompt_mask, out)
     return _pick_vote(answer_fn, out, scores)
