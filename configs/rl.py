@@ -13,7 +13,9 @@ Each iteration samples `rl.num_samples` completions of `train.batch_size` prompt
 `ensemble=worst_case|uncertainty|...` for an ensemble head; `kind=rule` a regex on decoded text;
 `kind=verifiable` RLVR: the completion's answer checked against its prompt's response in the data
 files, `verifier=math|exact_match|choice|format`; `kind=rubric` a JSONL file of rubrics;
-`kind=combined` "kind:weight,..." through `transform`), and updates the policy (see
+`kind=bigram` a bigram reward table; `kind=combined` "[name=]kind[@source][:weight],..." through
+`transform`, optionally constrained: `reward.constraints.thresholds` (θ_k per component) turns the
+weights into Lagrange multipliers learned by dual ascent), and updates the policy (see
 `rewardjax.train.tasks.rl`). The policy starts from `init_from` (an SFT run, or a reward-model
 run's backbone) and the reference is that initial policy. That run must have this config's
 `model` shape: on the synthetic task `model.vocab_size` is the task's vocabulary + 1 (9), where
@@ -91,8 +93,20 @@ def _reward_section() -> ml_collections.ConfigDict:
     w.extract = "boxed"  # the completion's answer: "boxed", "answer_tag" or "none" (all of it)
     w.rubrics_path = ""  # kind=rubric: a JSONL file of rubrics (rewardjax.rewards.load_rubrics)
     w.hard_gate = True  # kind=rubric: a failed hard item gives the minimum reward
-    w.components = "model:1.0"  # kind=combined: "kind:weight,..."
+    w.bigram_path = ""  # kind=bigram: a .npy [V, V] bigram reward table (the synthetic task)
+    # kind=combined: "[name=]kind[@source][:weight],..." (source: that component's model run or
+    # bigram table; name: its name in the metrics, needed when two components share a kind).
+    w.components = "model:1.0"
     w.transform = ""  # kind=combined: rewardjax.rewards.TRANSFORMS ("" = none)
+    # kind=combined, constrained (Moskovitz et al. 2023, arXiv 2310.04373): one Lagrange
+    # multiplier λ_k per component, the reward Σ_k (w_k ∓ λ_k) r_k, and after each iteration's
+    # scoring one projected dual-ascent step λ_k <- max(0, λ_k + lr (mean r_k - θ_k))
+    # (rewardjax.rl.constraints); logged as constraint/<name>/lambda and .../mean.
+    w.constraints = ml_collections.ConfigDict()
+    w.constraints.thresholds = ()  # θ_k, one per component in order; () = no constraints
+    w.constraints.sense = "at_most"  # "at_most" | "at_least" | "equal", one or one per component
+    w.constraints.lr = 0.05  # the dual step size
+    w.constraints.init = 0.0  # the initial multipliers λ_k
     return w
 
 

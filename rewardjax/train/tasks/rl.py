@@ -13,6 +13,17 @@ One step of the loop is one iteration:
    policy loss (`rl.policy_losses`, aggregated by `rl.aggregation`) with importance ratios, and
    the KL coefficient's controller update.
 
+Constrained rewards (`config.reward.constraints` on a `combined` reward; Moskovitz et al. 2023,
+"Confronting Reward Model Overoptimization with Constrained RLHF", arXiv 2310.04373): the
+iteration's reward is `rl.constraints.combine_rewards` of the K (transformed) component rewards
+with the current multipliers λ_t, r = Σ_k c_k r_k (c_k = w_k - λ_k for 'at_most' and 'equal',
+w_k + λ_k for 'at_least'); after scoring, the multipliers take one projected dual-ascent step on
+the batch's component means v_k (`rl.constraints.constraints_update`):
+λ_{t+1} = max(0, λ_t + lr (v_k - θ_k)) for 'at_most' (θ_k - v_k for 'at_least', no projection
+for 'equal'). λ lives in `TrainState.extra["constraint_multipliers"]` (checkpointed, so a resumed
+run continues exactly); the metrics `constraint/<name>/lambda` (the λ_t the iteration used) and
+`constraint/<name>/mean` (v_k) are logged. Without constraints nothing of this runs.
+
 The old log-probs are the sampler's: it draws from `softmax(filter(logits / temperature))`, and the
 trainer's log-probs apply the same temperature and the same top-k / top-p filter to the policy's
 logits, so the ratio starts at 1 (to float32 rounding of the cached and the full forward pass).
@@ -255,6 +266,10 @@ def build(ctx: Context) -> Task:
         ),
     )
     extra = {"kl_beta": controller.init().beta}
+    constraints = rl_rewards.constraint_spec(config)
+    if constraints is not None:
+        extra["constraint_multipliers"] = constraints.init.multipliers
+    iteration.constraints = constraints
     return Task(policy, params, shardings, iteration, dataset, extra=extra, jit=False)
 
 
@@ -281,6 +296,7 @@ class _Iteration:
         self.samples = samples
         self.reward_fn, self.gold_fn = reward_fn, gold_fn
         self.reference = reference
+        self.constraints: rl_rewards.ConstraintSpec | None = None  # set by `build`
         r = config.rl
         self.sample = jax.jit(
             functools.partial(
@@ -343,13 +359,24 @@ class _Iteration:
                 completion_tokens=flat(ref_out.tokens), completion_mask=flat(ref_out.mask)
             )
         scored = self.reward_fn(inputs, reference)
+        scores, constraint_metrics = scored.rewards, {}
+        if self.constraints is not None:
+            multipliers = state.extra["constraint_multipliers"]
+            scores, state, constraint_metrics = self._constrained(scored, state)
         baseline = None
         if rl.advantages.spec(self.config.rl.advantage).needs_baseline:
             greedy = self.greedy(state.params["policy"], prompts, prompt_mask, sample_key)
             greedy_inputs = rewards.RewardInputs(
                 prompts, prompt_mask, greedy.tokens[:, 0], greedy.mask[:, 0]
             )
-            baseline = jnp.repeat(self.reward_fn(greedy_inputs).rewards, s.samples)
+            greedy_scored = self.reward_fn(greedy_inputs)
+            baseline = greedy_scored.rewards
+            if self.constraints is not None:  # the same λ_t as the samples' rewards
+                baseline = rl.constraints.combine_rewards(
+                    self._components(greedy_scored),
+                    self.constraints.init._replace(multipliers=multipliers),
+                )
+            baseline = jnp.repeat(baseline, s.samples)
         state, metrics = self.update(
             state,
             self.reference,
@@ -359,12 +386,13 @@ class _Iteration:
             inputs.completion_mask,
             flat(out.sampling_logprobs),
             flat(out.logprobs),
-            scored.rewards,
+            scores,
             baseline,
             update_key,
         )
-        self.samples.write(step, inputs, scored.rewards)
-        metrics["reward"] = jnp.mean(scored.rewards)
+        self.samples.write(step, inputs, scores)
+        metrics["reward"] = jnp.mean(scores)
+        metrics.update(constraint_metrics)
         metrics["completion_length"] = jnp.mean(flat(out.lengths).astype(jnp.float32))
         if self.gold_fn is not None:
             gold = self.gold_fn(inputs)
@@ -374,6 +402,28 @@ class _Iteration:
                 self.task, inputs, flat(out.logprobs), gold.aux["invalid"]
             )
         return state, metrics
+
+    def _components(self, scored: rewards.RewardOutput) -> jax.Array:
+        """The combined reward's K (transformed) component rewards, [K, B]."""
+        return jnp.stack([scored.aux[f"{n}/transformed"] for n in self.constraints.names])
+
+    def _constrained(self, scored: rewards.RewardOutput, state: TrainState):
+        """The Lagrangian's reward with the state's λ_t, the state with λ_{t+1} (one dual-ascent
+        step on the batch's component means), and the constraint metrics."""
+        c = self.constraints
+        components = self._components(scored)
+        current = c.init._replace(multipliers=state.extra["constraint_multipliers"])
+        scores = rl.constraints.combine_rewards(components, current)
+        means = jnp.mean(components, axis=-1)
+        stepped = rl.constraints.constraints_update(
+            current, means, thresholds=c.thresholds, lr=c.lr
+        )
+        state = state.replace(extra={**state.extra, "constraint_multipliers": stepped.multipliers})
+        metrics = {}
+        for i, name in enumerate(c.names):
+            metrics[f"constraint/{name}/lambda"] = current.multipliers[i]
+            metrics[f"constraint/{name}/mean"] = means[i]
+        return scores, state, metrics
 
 
 class SampleLog:
