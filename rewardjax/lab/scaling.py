@@ -1,0 +1,193 @@
+"""Scaling laws of reward-model overoptimization: proxies of several sizes and data sizes.
+
+Gao et al. optimise a policy against proxy reward models of several sizes, trained on several
+amounts of data, and measure the gold reward R against d = √KL(π ‖ π_init):
+
+- best-of-n:            R_bon(d) = d (α_bon - β_bon d)
+- KL-regularised RL:    R_rl(d)  = d (α_rl - β_rl log d)
+
+(`theory.gao_bon`, `theory.gao_rl`; least squares by `theory.fit_overoptimization`). Larger
+reward models overoptimise less: β falls (and the gold peak rises) with the proxy's size. On the
+synthetic world with every response enumerated, best-of-n is the exact law
+(`evaluate.overoptimization.exact_bon_study`) and a trained policy's KL and gold reward are exact
+sums over its law (`lab.policies`), so both forms are fitted to exact points.
+
+This module holds what such a study composes: both forms fitted to one curve (`fit_gao_forms`),
+a trained reward model's scores of every enumerated response with its parameter count
+(`score_reward_model_run`), the exact point of every saved checkpoint of a policy run
+(`checkpoint_points`), and the trend of a coefficient with model size (`size_trend`).
+
+Paper: Gao, Schulman, Hilton 2022, "Scaling Laws for Reward Model Overoptimization",
+arXiv 2210.10760.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+from jaxtyping import Float
+
+from rewardjax import parallel, theory
+from rewardjax.data import synthetic
+from rewardjax.evaluate import overoptimization as overopt
+from rewardjax.lab import policies
+from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.tasks import reward_model
+
+__all__ = [
+    "CheckpointPoint",
+    "GaoFits",
+    "ScoredProxy",
+    "SizeTrend",
+    "checkpoint_points",
+    "fit_gao_forms",
+    "score_reward_model_run",
+    "size_trend",
+]
+
+
+class GaoFits(NamedTuple):
+    """Both of Gao et al.'s forms fitted to one curve (floats)."""
+
+    bon: theory.OveroptimizationFit  # R = d (α - β d)
+    rl: theory.OveroptimizationFit  # R = d (α - β log d)
+
+
+def fit_gao_forms(
+    kl: Float[np.ndarray, " M"], gold: Float[np.ndarray, " M"], *, gold_init: float | None = None
+) -> GaoFits:
+    """Least-squares α, β and R² of both forms, R_bon = d (α - β d) and R_rl = d (α - β log d),
+    to the gold reward gained over the initial policy, R = gold - gold_init, at d = √KL.
+
+    Reference: Gao, Schulman, Hilton 2022, arXiv 2210.10760, eqs. (1) and (2).
+
+    Args:
+      kl: KL(π ‖ π_init) of M policies, [M] (≥ 0).
+      gold: their gold reward, [M].
+      gold_init: the initial policy's gold reward; default the gold reward at the smallest KL
+        (best-of-n's n = 1, an RL run's step 0).
+
+    Returns:
+      GaoFits(bon, rl), each an `OveroptimizationFit` of floats.
+    """
+    kl, gold = np.asarray(kl, np.float64), np.asarray(gold, np.float64)
+    if kl.shape != gold.shape or kl.ndim != 1 or len(kl) < 3:
+        raise ValueError(f"kl {kl.shape} and gold {gold.shape}: expected two equal [M], M >= 3.")
+    start = float(gold[np.argmin(kl)]) if gold_init is None else float(gold_init)
+    fits = (theory.fit_overoptimization(kl, gold - start, form) for form in ("bon", "rl"))
+    return GaoFits(*(theory.OveroptimizationFit(*(float(x) for x in f)) for f in fits))
+
+
+class SizeTrend(NamedTuple):
+    """How a value moves with model size."""
+
+    slope: float  # least-squares slope of the value per doubling of the size (log2 size)
+    spearman: float  # rank correlation of the value with the size (1: rises with every step)
+
+
+def size_trend(sizes: Float[np.ndarray, " K"], values: Float[np.ndarray, " K"]) -> SizeTrend:
+    """The slope b of values ≈ a + b log2(size) (least squares) and Spearman's ρ(size, value).
+
+    Gao et al. (arXiv 2210.10760, Figure 3) find β_bon and β_rl falling smoothly in the log of
+    the reward model's parameter count: slope < 0, ρ = -1.
+
+    Args:
+      sizes: model sizes (e.g. parameter counts) > 0, [K], K ≥ 2.
+      values: one value per size (e.g. the fitted β), [K].
+
+    Returns:
+      SizeTrend(slope, spearman).
+    """
+    x = np.log2(np.asarray(sizes, np.float64))
+    y = np.asarray(values, np.float64)
+    if x.shape != y.shape or len(x) < 2:
+        raise ValueError(f"sizes {x.shape} and values {y.shape}: expected two equal [K], K >= 2.")
+    xc = x - x.mean()
+    slope = float(np.sum(xc * (y - y.mean())) / np.sum(xc**2))
+    return SizeTrend(slope, overopt.spearman(x, y))
+
+
+class ScoredProxy(NamedTuple):
+    """A trained reward model's scores of every enumerated response, and its size."""
+
+    law: overopt.SyntheticResponseLaw  # `proxy` [P, Y] (an ensemble's members averaged)
+    num_params: int  # parameters of the reward model (backbone and head)
+
+
+def score_reward_model_run(
+    workdir: str, task: synthetic.MarkovTask, key: jax.Array, *, num_prompts: int
+) -> ScoredProxy:
+    """Loads the reward model a run saved in `workdir` and scores every response to the
+    `num_prompts` prompts `key` samples (`overoptimization.synthetic_response_law`).
+
+    Args:
+      workdir: a reward-model run of the real trainer (`configs/reward_model.py`) on `task`.
+      task: the world it was trained on.
+      key: PRNG key of the prompts (the same key gives the same prompts as the study's law).
+      num_prompts: P.
+
+    Returns:
+      ScoredProxy(law with `proxy` [P, Y], parameter count).
+    """
+    saved = _saved_config(workdir)
+    mesh = parallel.mesh_from_config(saved.mesh)
+    rules = parallel.logical_rules(saved.sharding_rules.to_dict())
+    model, params = reward_model.load_trained(workdir, mesh, rules, field="rm_workdir")
+    law = overopt.synthetic_response_law(task, model, params, key, num_prompts=num_prompts)
+    if law.proxy.ndim == 3:
+        law = law._replace(proxy=law.proxy.mean(0))
+    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    return ScoredProxy(law, count)
+
+
+def _saved_config(workdir: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file; give the work directory of a reward-model run.")
+    with open(path, encoding="utf-8") as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+class CheckpointPoint(NamedTuple):
+    """A saved policy's exact place on the KL-reward plane."""
+
+    step: int
+    point: policies.PolicyPoint
+
+
+def checkpoint_points(
+    workdir: str,
+    law: overopt.SyntheticResponseLaw,
+    *,
+    reference_logprobs: Float[np.ndarray, "P Y"] | None = None,
+    proxy: Float[np.ndarray, "P Y"] | None = None,
+) -> list[CheckpointPoint]:
+    """The exact KL, gold and proxy reward (`lab.policy_point`) of every checkpoint an SFT, DPO
+    or RL run in `workdir` kept, in step order (keep them all with `config.train.max_to_keep`).
+
+    Args:
+      workdir: the policy run.
+      law: the enumerated world (the run's task, the study's prompts).
+      reference_logprobs: log-probabilities of the KL's reference (e.g. the SFT policy an RL
+        run started from and was regularised to), [P, Y]; default the base law.
+      proxy: a proxy reward per response, [P, Y] (default `law.proxy`).
+
+    Returns:
+      One CheckpointPoint per saved step.
+    """
+    model, params, config = policies.load_policy(workdir)
+    checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"))
+    wrap = (lambda p: {"policy": p}) if config.task == "rl" else (lambda p: p)
+    unwrap = (lambda p: p["policy"]) if config.task == "rl" else (lambda p: p)
+    out = []
+    for step in sorted(checkpoints.all_steps()):
+        step_params = unwrap(checkpoints.restore_params(wrap(params), step=step))
+        logp = policies.response_logprobs(model, step_params, law)
+        point = policies.policy_point(logp, law, reference_logprobs=reference_logprobs, proxy=proxy)
+        out.append(CheckpointPoint(int(step), point))
+    return out
