@@ -8,7 +8,10 @@
 - an 8-device (data=2 x fsdp=4) run equals the one-device run;
 - config errors name the field and the fix;
 - a learned reward (reward.kind=model) and policies initialised from a reward-model run (its
-  backbone) and from an SFT run.
+  backbone) and from an SFT run;
+- constrained rewards (reward.constraints): the multipliers follow projected dual ascent computed
+  here in NumPy from the logged component means, and a resumed constrained run equals the
+  uninterrupted one.
 
 Runs are compile-bound, so the training runs (each `rewardjax.train.run(config, workdir)`, in
 process) and the sampler/trainer rollouts share one worker subprocess (this file run as a script)
@@ -44,6 +47,14 @@ GRPO = {"train.batch_size": 8}
 # 8: completions end early and their padding lies outside the truncated support.
 TRUNCATED = {"rl.temperature": 0.9, "rl.top_k": 6, "rl.top_p": 0.95, "rl.stop_tokens": (8,)}
 NUM_STEPS = 4  # the smoke variant's; checkpoints at 2 and 4
+# The constrained run: gold at least 0.5, the bigram proxy "p" at most -0.5 (its mean on the
+# smoke run is near 0 and above it, so its multiplier grows), from λ = 0.1.
+CONSTRAINED = {
+    "reward.constraints.thresholds": (0.5, -0.5),
+    "reward.constraints.sense": "at_least,at_most",
+    "reward.constraints.lr": 0.5,
+    "reward.constraints.init": 0.1,
+}
 LR = 1e-4  # configs/rl.py's learning rate (constant, no warm-up)
 
 
@@ -127,6 +138,22 @@ ERRORS = {
         {"reward.kind": "model"},
         r"config\.reward\.kind='model' needs config\.reward\.model_workdir",
     ),
+    "constraints_kind": (
+        {"reward.constraints.thresholds": (1.0,)},
+        r"config\.reward\.constraints\.thresholds=\(1\.0,\): constraints act on the components "
+        r"of config\.reward\.kind='combined' \(it is 'gold'\); set kind='combined'",
+    ),
+    "constraints_count": (
+        {"reward.kind": "combined", "reward.components": "gold:1.0"}
+        | {"reward.constraints.thresholds": (1.0, 2.0)},
+        r"config\.reward\.constraints\.thresholds=\(1\.0, 2\.0\): give one finite threshold per "
+        r"component of config\.reward\.components \(1: gold\)",
+    ),
+    "components_names": (
+        {"reward.kind": "combined", "reward.components": "gold:1.0,gold:2.0"},
+        r"config\.reward\.components='gold:1\.0,gold:2\.0': component names \['gold', 'gold'\] "
+        r"repeat; name them",
+    ),
     "minibatches": (
         {"rl.num_minibatches": 3},
         r"config\.rl\.num_minibatches=3 must divide .*config\.train\.batch_size x config\.rl\."
@@ -181,6 +208,16 @@ def runs(tmp_path_factory, env):
         {**log1, "reward.kind": "combined", "reward.components": "gold:1.0"}
         | {"reward.transform": "log_sigmoid_centered"},
     )
+    # Constrained: gold (at least θ, weight 1) and a bigram table (at most θ, weight 0.5).
+    table = root / "table.npy"
+    np.save(table, np.random.default_rng(0).normal(size=(8, 8)))
+    constrained = {**log1, "reward.kind": "combined"} | CONSTRAINED
+    constrained["reward.components"] = f"gold:1.0,p=bigram@{table}:0.5"
+    dirs["constrained"] = add("constrained", "rl:rloo,smoke", constrained)
+    dirs["constrained_resumed"] = add(
+        "constrained_stopped", "rl:rloo,smoke", {**constrained, "train.stop_at_step": 2}
+    )
+    add("constrained_resumed", "rl:rloo,smoke", constrained, workdir=dirs["constrained_resumed"])
     # Text rewards on a byte-tokenised file: 8 prompts whose accepted answers are the letters.
     data, rubrics = root / "letters.jsonl", root / "rubrics.jsonl"
     prompts = [f"Name a letter ({i}):" for i in range(8)]
@@ -575,3 +612,43 @@ def test_text_rewards_score_the_decoded_samples(runs, name, expected):
         step = [s["reward"] for s in samples if s["step"] == r["step"]]
         assert r["reward"] == pytest.approx(np.mean(step), abs=1e-6)
     assert len({s["reward"] for s in samples}) >= 2  # the reward separates the samples
+
+
+def test_constrained_multipliers_follow_dual_ascent(runs):
+    """reward.constraints on a combined reward (gold: weight 1, at least 0.5; a bigram table p:
+    weight 0.5, at most -0.5): λ starts at 0.1 and after each iteration takes the projected
+    dual-ascent step, here in NumPy from the logged component means v_t:
+    λ_{t+1} = max(0, λ_t + lr g_t), g = θ - v (at least), v - θ (at most). The logged reward is
+    the Lagrangian's, Σ_k c_k v_k with c = (1 + λ_gold, 0.5 - λ_p); the gold component is the
+    logged gold reward; the final checkpoint holds λ_5."""
+    _ok(runs, "constrained")
+    records = _records(runs["dirs"]["constrained"])
+    assert [r["step"] for r in records] == list(range(1, NUM_STEPS + 1))
+    theta = np.array(CONSTRAINED["reward.constraints.thresholds"])
+    sign = np.array([-1.0, 1.0])  # g = sign * (v - θ)
+    lr = CONSTRAINED["reward.constraints.lr"]
+    lam = np.full(2, CONSTRAINED["reward.constraints.init"])
+    for r in records:
+        logged = np.array([r["constraint/gold/lambda"], r["constraint/p/lambda"]])
+        np.testing.assert_allclose(logged, lam, rtol=1e-5, atol=1e-6)
+        v = np.array([r["constraint/gold/mean"], r["constraint/p/mean"]])
+        assert v[0] == pytest.approx(r["gold_reward"], abs=1e-6)
+        weights = np.array([1.0 + lam[0], 0.5 - lam[1]])
+        assert r["reward"] == pytest.approx(float(weights @ v), abs=1e-5)
+        lam = np.maximum(0.0, lam + lr * sign * (v - theta))
+    assert lam[1] > CONSTRAINED["reward.constraints.init"]  # the bound on p was violated
+    state = _state(runs["dirs"]["constrained"], NUM_STEPS)
+    np.testing.assert_allclose(state["extra"]["constraint_multipliers"], lam, rtol=1e-5, atol=1e-6)
+
+
+def test_resumed_constrained_run_equals_the_uninterrupted_run(runs):
+    """Stopped at step 2 and run again: the same metrics (λ included) and, bitwise, the same
+    final state, the multipliers in TrainState.extra included."""
+    _ok(runs, "constrained_stopped")
+    _ok(runs, "constrained_resumed")
+    resumed, whole = runs["dirs"]["constrained_resumed"], runs["dirs"]["constrained"]
+    assert _rows(resumed) == _rows(whole)
+    a, b = _state(resumed, NUM_STEPS), _state(whole, NUM_STEPS)
+    assert "constraint_multipliers" in a["extra"]
+    for x, y in zip(_leaves(a), _leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -1,0 +1,78 @@
+"""The `constrained` study: its exact constrained optimum against an independent primal solver,
+and its `--smoke` run (SFT reference, two RL runs of the real trainer) asserting the finding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.optimize
+
+from rewardjax.lab import constrained as lc
+
+
+def _primal(ref_p, comps, theta, beta, weights):
+    """max_q Σ_k w_k E_q[r_k] - β KL(q ‖ p) s.t. E_q[r_k] ≤ θ_k on one prompt, by SLSQP on the
+    simplex (q = softmax(z)), independent of the dual."""
+
+    def neg(z):
+        q = np.exp(z - z.max())
+        q /= q.sum()
+        return -(weights @ (comps @ q) - beta * np.sum(q * np.log(q / ref_p)))
+
+    def softmax(z):
+        q = np.exp(z - z.max())
+        return q / q.sum()
+
+    cons = [
+        {"type": "ineq", "fun": lambda z, k=k: theta[k] - comps[k] @ softmax(z)}
+        for k in range(len(theta))
+    ]
+    best = None
+    for start in range(4):
+        z0 = np.random.default_rng(start).normal(size=len(ref_p)) * 0.1
+        res = scipy.optimize.minimize(
+            neg, z0, constraints=cons, method="SLSQP", options={"ftol": 1e-13, "maxiter": 2000}
+        )
+        if best is None or res.fun < best.fun:
+            best = res
+    return softmax(best.x), -best.fun
+
+
+@pytest.mark.parametrize("theta", [(0.2, 0.1), (5.0, 0.0), (5.0, 5.0)])
+def test_constrained_optimum_is_the_primal_optimum(theta):
+    """On one prompt with 6 responses and 2 components, the dual's optimum equals the primal's
+    (SLSQP on the simplex): same objective to 1e-6 and policy to 1e-4, constraints met, λ ≥ 0
+    and complementary slackness; a slack problem gives λ = 0 and the plain tilted policy."""
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(6))
+    comps = rng.normal(size=(2, 6))
+    weights, beta, theta = np.array([1.0, 0.5]), 0.3, np.asarray(theta)
+    o = lc.constrained_optimum(np.log(p)[None], comps[:, None], theta, beta, weights=weights)
+    q_ref, value_ref = _primal(p, comps, theta, beta, weights)
+    value = weights @ o.values - beta * o.kl
+    assert value == pytest.approx(value_ref, abs=1e-6)
+    np.testing.assert_allclose(o.policy[0], q_ref, atol=1e-4)
+    assert np.all(o.values <= theta + 1e-6) and np.all(o.multipliers >= 0)
+    np.testing.assert_allclose(o.multipliers * (theta - o.values), 0.0, atol=1e-6)
+    if theta[0] == theta[1] == 5.0:  # never binds: the tilted optimum of Σ w_k r_k
+        assert np.all(o.multipliers == 0)
+        tilted = p * np.exp(weights @ comps / beta)
+        np.testing.assert_allclose(o.policy[0], tilted / tilted.sum(), atol=1e-12)
+
+
+def test_useful_range_is_the_gold_peak_of_the_tilted_path():
+    """Three responses, r = (0, 1, 2), gold = (0, 1, -1): along the tilted path gold rises while
+    mass moves to y=1, then falls as it reaches y=2. θ is E[r] at the gold peak of the path,
+    brute-forced here in NumPy over the same β grid."""
+    p = np.array([0.6, 0.35, 0.05])
+    r = np.array([0.0, 1.0, 2.0])
+    gold = np.array([0.0, 1.0, -1.0])
+    betas = np.geomspace(0.05, 50, 400)
+    u = lc.useful_range(np.log(p)[None], r[None], gold[None], betas)
+    qs = p * np.exp(r[None] / betas[:, None])
+    qs /= qs.sum(1, keepdims=True)
+    golds, means = qs @ gold, qs @ r
+    i = np.argmax(golds)
+    assert u.theta == pytest.approx(means[i], abs=1e-12)
+    assert u.gold == pytest.approx(golds[i], abs=1e-12) and u.beta == pytest.approx(betas[i])
+    assert 0 < u.theta < 2 and golds[i] > golds[0] and golds[i] > golds[-1]  # an interior peak
