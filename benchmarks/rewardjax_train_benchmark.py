@@ -8,18 +8,34 @@ computed on the fly by `reference_logps`, as TRL's DPOTrainer does by default) a
 runs them: each jitted, the state donated, the batch split over one XLA CPU device per core
 (`--cpu_devices`; `main.py --cpu_devices` and the config's data mesh do the same), AdamW with
 global-norm clipping 1.0 and a linear decay (TRL's defaults), float32 on CPU. The shapes and the
-batches come from `preference_pairs.py` (the same as `trl_benchmark.py`), right-padded to
-prompt_len + completion_len tokens. pairs/s is
-measured over `--steps` steps after `--warmup` (compilation excluded); the host-to-device copy of
-each batch is inside the timed loop.
+batches come from `preference_pairs.py` (the same as `trl_benchmark.py`, either length mix).
+
+Layouts (`--layout`):
+
+- `shared` (default, as `config.train.prefix_sharing` trains): each pair is one prefix-shared row
+  `[prompt | chosen | rejected]` (`prefix_length=` of the steps, `models.share_prefix`; Wang et
+  al., arXiv 2410.20305), the rows of a batch padded to `preference_pairs.bucket` of the batch's
+  longest `P + C_c + C_r`;
+- `padded`: chosen and rejected as 2B rows right-padded to the bucket of the batch's longest row
+  (128 tokens for every batch of the fixed mix, as the original benchmark);
+- `packed`: host-side packing (`rewardjax.data.packing.pack_examples`, as `config.data.packing`
+  trains): each pair laid out prefix-shared, the pairs of a batch packed first-fit decreasing
+  into rows of `--pack_length` tokens (default: the longest pair of the run, rounded up to 8),
+  the row count of every batch padded to the largest any batch needs (one shape).
+
+Every distinct shape is compiled ahead of time (`jit(...).lower(...).compile()`, counted and timed
+in `compilations` / `compile_seconds`) before the first step, so no step waits on a compilation.
+pairs/s is measured over `--steps` steps after `--warmup`; the host-to-device copy of each batch
+is inside the timed loop.
 
 MFU: model FLOPs per step divided by the step time and by this machine's measured float32 matmul
 peak (a jitted square `jnp.dot`, best of several runs). Model FLOPs are counted as in PaLM
-(Chowdhery et al., arXiv:2204.02311, appendix B), over the padded tokens: per token,
-`6N + 12·L·H·Q·T` for a forward and backward pass and a third of that for a forward pass (the
-DPO reference), N the matmul parameters (all but the embedding table), L layers, H query heads
-of width Q, T tokens per row. XLA's `cost_analysis()` is printed beside it but undercounts: it
-counts the body of the scanned layer stack once, not once per layer.
+(Chowdhery et al., arXiv:2204.02311, appendix B), over the tokens this side computes (its padded
+rows, `preference_pairs.model_flops`): per token, `6N + 12·L·H·Q·T` for a forward and backward
+pass and a third of that for a forward pass (the DPO reference), N the matmul parameters (all but
+the embedding table and the norms), L layers, H query heads of width Q, T tokens per row. The
+padding statistics of the layout (`preference_pairs.padding_stats`: real tokens, tokens computed,
+padding fraction) are printed beside it.
 
 Prints a human summary on stderr and one JSON object on stdout (read by `compare_trl.py`).
 """
@@ -47,17 +63,24 @@ from rewardjax.train import TrainState, dpo_step, make_optimizer, reference_logp
 from rewardjax.train.defaults import base_config
 
 
-def to_batches(pairs: list[dict[str, list[int]]], args) -> list[dict[str, np.ndarray]]:
-    """Pairwise batches of the rewardjax layout, right-padded to prompt_len + completion_len."""
-    length = args.prompt_len + args.completion_len
+def to_batches(
+    pairs: list[dict[str, list[int]]], args, length: int | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Pairwise batches of the rewardjax layout, right-padded to `length` tokens (default
+    prompt_len + completion_len), or each batch to the bucket of its longest row with
+    `length=0`."""
     batches = []
-    for start in range(0, len(pairs), args.batch_size):
-        chunk = pairs[start : start + args.batch_size]
+    for chunk in preference_pairs.batches_of(pairs, args.batch_size):
+        width = length
+        if width is None:
+            width = args.prompt_len + args.completion_len
+        elif width == 0:
+            width = preference_pairs.row_lengths(chunk, "padded")[0]
         batch = {"weight": np.ones(len(chunk), np.float32)}
         for side in ("chosen", "rejected"):
-            tokens = np.full((len(chunk), length), preference_pairs.PAD_ID, np.int32)
-            mask = np.zeros((len(chunk), length), np.int32)
-            completion = np.zeros((len(chunk), length), np.int32)
+            tokens = np.full((len(chunk), width), preference_pairs.PAD_ID, np.int32)
+            mask = np.zeros((len(chunk), width), np.int32)
+            completion = np.zeros((len(chunk), width), np.int32)
             for i, pair in enumerate(chunk):
                 p, c = len(pair["prompt"]), len(pair[side])
                 tokens[i, : p + c] = pair["prompt"] + pair[side]
@@ -67,6 +90,52 @@ def to_batches(pairs: list[dict[str, list[int]]], args) -> list[dict[str, np.nda
             batch[f"{side}_completion_mask"] = completion
         batches.append(batch)
     return batches
+
+
+def pack_plan(pairs, args) -> tuple[int, int, int]:
+    """(L, S, R) of `--layout packed`: row length, example slots per row, rows per batch, so that
+    every batch of the run packs to one shape (`rewardjax.data.packing`)."""
+    from rewardjax.data import packing
+
+    sizes = [len(p["prompt"]) + len(p["chosen"]) + len(p["rejected"]) for p in pairs]
+    length = args.pack_length or 8 * -(-max(sizes) // 8)
+    rows = slots = 1
+    for start in range(0, len(pairs), args.batch_size):
+        bins = packing.first_fit_decreasing(sizes[start : start + args.batch_size], length=length)
+        rows, slots = max(rows, len(bins)), max([slots, *map(len, bins)])
+    return length, slots, rows
+
+
+def packed_batches(pairs, args) -> list[dict[str, np.ndarray]]:
+    """The batches of `--layout packed` (`packing.pack_examples`, pairwise), one shape."""
+    from rewardjax.data import packing
+
+    length, slots, rows = pack_plan(pairs, args)
+    out = []
+    for chunk in preference_pairs.batches_of(pairs, args.batch_size):
+        examples = [
+            {
+                "seqs": [np.asarray(p["prompt"] + p[s], np.int32) for s in ("chosen", "rejected")],
+                "prompt_len": len(p["prompt"]),
+            }
+            for p in chunk
+        ]
+        out.append(
+            packing.pack_examples(
+                "pairwise", examples, [1.0] * len(chunk), length=length, slots=slots, rows=rows
+            )
+        )
+    return out
+
+
+def prefix_lengths(pairs, args) -> list[int | None]:
+    """Each batch's prefix-shared row length (`--layout shared`), or None (`padded`)."""
+    if args.layout != "shared":
+        return [None] * len(preference_pairs.batches_of(pairs, args.batch_size))
+    return [
+        preference_pairs.row_lengths(chunk, "shared")[0]
+        for chunk in preference_pairs.batches_of(pairs, args.batch_size)
+    ]
 
 
 def backbone_config(args) -> TransformerConfig:
@@ -110,25 +179,41 @@ def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best
 
 
-def train_flops_per_token(params, backbone: TransformerConfig, length: int) -> float:
-    """PaLM's model FLOPs per token of a forward and backward pass: `6N + 12·L·H·Q·T`."""
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    n = sum(x.size for path, x in leaves if "embed" not in jax.tree_util.keystr(path))
-    attention = 12 * backbone.n_layers * backbone.n_heads * backbone.head_dim * length
-    return 6.0 * n + attention
+class Compiled:
+    """Ahead-of-time compiled executables of `make(L)` (the step jitted for prefix length L), one
+    per (L, argument shapes); `compile` adds one (counted in `count`, timed in `seconds`),
+    `__call__` runs it (compiling first if a shape was not prepared, which is counted too)."""
+
+    def __init__(self, make):
+        self.make, self.cache, self.count, self.seconds = make, {}, 0, 0.0
+
+    def compile(self, length, *args):
+        key = (length, *(x.shape for x in jax.tree.leaves(args)))
+        if key not in self.cache:
+            start = time.perf_counter()
+            self.cache[key] = self.make(length).lower(*args).compile()
+            self.seconds += time.perf_counter() - start
+            self.count += 1
+        return self.cache[key]
+
+    def __call__(self, length, *args):
+        return self.compile(length, *args)(*args)
 
 
-def run_steps(step, state, batches, mesh, args) -> tuple[float, float, object]:
-    """(seconds per step over the timed steps, first step's loss, final state)."""
+def run_steps(step, prepare, state, batches, lengths, mesh, args) -> tuple[float, float, object]:
+    """(seconds per step over the timed steps, first step's loss, final state). Every batch's
+    shape is compiled first (`prepare`), so that no step compiles."""
     key = jax.random.key(args.seed)
-    state, metrics = step(state, parallel.shard_batch(batches[0], mesh), key)
-    first_loss = float(metrics["loss"])
-    for batch in batches[1 : args.warmup]:
-        state, metrics = step(state, parallel.shard_batch(batch, mesh), key)
+    for batch, length in zip(batches, lengths):
+        prepare(length, state, parallel.shard_batch(batch, mesh), key)
+    for i in range(args.warmup):
+        state, metrics = step(lengths[i], state, parallel.shard_batch(batches[i], mesh), key)
+        if i == 0:
+            first_loss = float(metrics["loss"])
     jax.block_until_ready(metrics)
     start = time.perf_counter()
-    for batch in batches[args.warmup :]:
-        state, metrics = step(state, parallel.shard_batch(batch, mesh), key)
+    for i in range(args.warmup, len(batches)):
+        state, metrics = step(lengths[i], state, parallel.shard_batch(batches[i], mesh), key)
     jax.block_until_ready(metrics)
     return (time.perf_counter() - start) / args.steps, first_loss, state
 
@@ -138,70 +223,87 @@ def replicate(tree, mesh):
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def xla_flops(jitted, *example) -> float:
-    cost = jitted.lower(*example).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", float("nan")))
+def result(seconds, first_loss, compiled, args, kind, stats) -> dict[str, float]:
+    return {
+        "seconds_per_step": seconds,
+        "pairs_per_s": args.batch_size / seconds,
+        "first_loss": first_loss,
+        "model_flops_per_step": stats["model_flops_per_step"][kind],
+        "compilations": sum(c.count for c in compiled),
+        "compile_seconds": sum(c.seconds for c in compiled),
+    }
 
 
-def bench_reward_model(backbone, batches, mesh, args) -> dict[str, float]:
+def bench_reward_model(backbone, batches, lengths, mesh, args, stats) -> dict[str, float]:
     model = RewardModel(RewardModelConfig(backbone=backbone, head="scalar"))
-    example = jnp.asarray(batches[0]["chosen_tokens"])
+    example = jnp.ones((2, 8), jnp.int32)
     params = nn.unbox(model.init(jax.random.key(args.seed), example, example))
-    state = replicate(
-        TrainState.create(params=params, tx=optimizer(args), rng=jax.random.key(args.seed)), mesh
+    state = TrainState.create(params=params, tx=optimizer(args), rng=jax.random.key(args.seed))
+    step = Compiled(
+        lambda length: jax.jit(
+            functools.partial(reward_model_step, model=model, prefix_length=length),
+            donate_argnums=0,
+        )
     )
-    step = jax.jit(functools.partial(reward_model_step, model=model), donate_argnums=0)
-    key = jax.random.key(args.seed)
-    xla = xla_flops(step, state, parallel.shard_batch(batches[0], mesh), key)
-    tokens = 2 * example.size  # chosen and rejected rows, padded
-    flops = tokens * train_flops_per_token(params, backbone, example.shape[1])
-    seconds, first_loss, _ = run_steps(step, state, batches, mesh, args)
-    return {
-        "seconds_per_step": seconds,
-        "pairs_per_s": args.batch_size / seconds,
-        "first_loss": first_loss,
-        "model_flops_per_step": flops,
-        "xla_cost_analysis_flops": xla,
-    }
+    seconds, first_loss, _ = run_steps(
+        step, step.compile, replicate(state, mesh), batches, lengths, mesh, args
+    )
+    return result(seconds, first_loss, [step], args, "reward_model", stats)
 
 
-def bench_dpo(backbone, batches, mesh, args) -> dict[str, float]:
+def bench_dpo(backbone, batches, lengths, mesh, args, stats) -> dict[str, float]:
     model = CausalLM(backbone)
-    example = jnp.asarray(batches[0]["chosen_tokens"])
-    params = nn.unbox(model.init(jax.random.key(args.seed), example))
+    params = nn.unbox(model.init(jax.random.key(args.seed), jnp.ones((2, 8), jnp.int32)))
     ref_params = replicate(jax.tree.map(jnp.copy, params), mesh)  # the state is donated
-    logits_fn = lambda p, tokens, mask: model.apply(p, tokens, segment_ids=mask)[0]
-    ref_fn = jax.jit(functools.partial(reference_logps, logits_fn=logits_fn))
-    policy_step = jax.jit(
-        functools.partial(dpo_step, logits_fn=logits_fn, beta=args.beta), donate_argnums=0
+    logits_fn = lambda p, tokens, mask, branch_ids=None: model.apply(
+        p, tokens, segment_ids=mask, branch_ids=branch_ids
+    )[0]
+    ref = Compiled(
+        lambda length: jax.jit(
+            functools.partial(reference_logps, logits_fn=logits_fn, prefix_length=length)
+        )
     )
+    policy = Compiled(
+        lambda length: jax.jit(
+            functools.partial(dpo_step, logits_fn=logits_fn, beta=args.beta, prefix_length=length),
+            donate_argnums=0,
+        )
+    )
+
+    def prepare(length, state, batch, key):
+        policy.compile(length, state, ref(length, ref_params, batch), key)
+
     # As the train loop runs them: the jitted reference pass, then the jitted step.
-    step = lambda state, batch, key: policy_step(state, ref_fn(ref_params, batch), key)
-    state = replicate(
-        TrainState.create(params=params, tx=optimizer(args), rng=jax.random.key(args.seed)), mesh
+    def step(length, state, batch, key):
+        return policy(length, state, ref(length, ref_params, batch), key)
+
+    state = TrainState.create(params=params, tx=optimizer(args), rng=jax.random.key(args.seed))
+    seconds, first_loss, _ = run_steps(
+        step, prepare, replicate(state, mesh), batches, lengths, mesh, args
     )
-    key = jax.random.key(args.seed)
-    device_batch = parallel.shard_batch(batches[0], mesh)
-    xla = xla_flops(ref_fn, ref_params, device_batch) + xla_flops(
-        policy_step, state, ref_fn(ref_params, device_batch), key
-    )
-    tokens = 2 * example.size
-    # The policy's forward and backward, plus the reference's forward (a third of it).
-    flops = tokens * train_flops_per_token(params, backbone, example.shape[1]) * 4 / 3
-    seconds, first_loss, _ = run_steps(step, state, batches, mesh, args)
-    return {
-        "seconds_per_step": seconds,
-        "pairs_per_s": args.batch_size / seconds,
-        "first_loss": first_loss,
-        "model_flops_per_step": flops,
-        "xla_cost_analysis_flops": xla,
-    }
+    return result(seconds, first_loss, [ref, policy], args, "dpo", stats)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Prints a human summary on stderr and one JSON object on stdout.",
+    )
     preference_pairs.add_arguments(parser)
+    parser.add_argument(
+        "--layout",
+        choices=("shared", "padded", "packed"),
+        default="shared",
+        help="shared: one prefix-shared row [prompt | chosen | rejected] per pair (the default "
+        "of config.train.prefix_sharing); padded: chosen and rejected rows apart, no sharing; "
+        "packed: prefix-shared pairs packed into rows of --pack_length (rewardjax.data.packing)",
+    )
+    parser.add_argument(
+        "--pack_length",
+        type=int,
+        help="(--layout packed) tokens per packed row; default the longest pair (P + C_c + C_r) "
+        "of the run rounded up to 8, so that every pair fits one row",
+    )
     parser.add_argument("--peak_size", type=int, default=2048, help="matmul size for the peak")
     parser.add_argument(
         "--cpu_devices",
@@ -210,23 +312,45 @@ def main() -> None:
         help="XLA CPU devices (jax_num_cpu_devices), the batch split over them (data parallel); "
         "default one per core, as torch runs one thread per core",
     )
+    parser.add_argument(
+        "--compilation_cache",
+        help="a directory for JAX's persistent compilation cache (compare_trl.py passes one per "
+        "comparison, so later rounds load the first round's executables)",
+    )
     args = parser.parse_args()
     jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+    if args.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", args.compilation_cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     mesh = parallel.make_mesh()
 
     backbone = backbone_config(args)
-    batches = to_batches(preference_pairs.make_pairs(args), args)
+    pairs = preference_pairs.make_pairs(args)
+    if args.layout == "packed":
+        batches = packed_batches(pairs, args)
+        lengths = [None] * len(batches)
+        length, _, rows = pack_plan(pairs, args)
+        stats = preference_pairs.padding_stats(
+            args, pairs, "packed", rows_fn=lambda _: [length] * rows
+        )
+    else:
+        batches = to_batches(pairs, args, length=0)
+        lengths = prefix_lengths(pairs, args)
+        stats = preference_pairs.padding_stats(args, pairs, args.layout)
     results: dict[str, object] = {
         "library": "rewardjax",
         "versions": {"jax": jax.__version__, "optax": optax.__version__},
         "device": jax.devices()[0].device_kind,
         "cpus": os.cpu_count(),
+        "layout": args.layout,
+        "lengths": args.lengths,
+        "padding": stats,
         "load_average_before": os.getloadavg()[0],
     }
     kinds = {"reward_model": bench_reward_model, "dpo": bench_dpo}
     for name, bench in kinds.items():
         if args.only in (None, name):
-            results[name] = bench(backbone, batches, mesh, args)
+            results[name] = bench(backbone, batches, lengths, mesh, args, stats)
     peak = matmul_peak_flops(args.peak_size)
     results["matmul_peak_flops"] = peak
     results["load_average_after"] = os.getloadavg()[0]
@@ -234,8 +358,9 @@ def main() -> None:
     print(
         f"rewardjax: jax {jax.__version__} on {results['device']}, {os.cpu_count()} CPUs, "
         f"load average {results['load_average_before']:.1f}; Llama d_model={args.d_model} "
-        f"layers={args.n_layers} vocab={args.vocab_size}; {args.batch_size} pairs x "
-        f"{args.prompt_len + args.completion_len} tokens",
+        f"layers={args.n_layers} vocab={args.vocab_size}; {args.batch_size} pairs a step, "
+        f"{args.lengths} lengths, layout {args.layout}: {stats['rows']:.0f} rows a step, "
+        f"longest {stats['longest_row']}, padding {stats['padding_fraction']:.1%}",
         file=sys.stderr,
     )
     print(f"measured f32 matmul peak: {peak / 1e9:.1f} GFLOP/s", file=sys.stderr)
@@ -247,9 +372,9 @@ def main() -> None:
         r["achieved_flops"], r["mfu"] = achieved, achieved / peak
         print(
             f"{name:>12}: {r['pairs_per_s']:8.1f} pairs/s ({1e3 * r['seconds_per_step']:.1f} ms"
-            f"/step), {r['model_flops_per_step'] / 1e9:.2f} model GFLOP/step (XLA cost analysis: "
-            f"{r['xla_cost_analysis_flops'] / 1e9:.2f}), {achieved / 1e9:.1f} GFLOP/s, "
-            f"MFU {r['mfu']:.1%}",
+            f"/step), {r['model_flops_per_step'] / 1e9:.2f} model GFLOP/step, "
+            f"{achieved / 1e9:.1f} GFLOP/s, MFU {r['mfu']:.1%}; {r['compilations']} "
+            f"compilation(s), {r['compile_seconds']:.1f} s",
             file=sys.stderr,
         )
     print(json.dumps(results))

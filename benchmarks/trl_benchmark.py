@@ -18,6 +18,15 @@ AdamW with clipping 1.0 and a linear decay (TRL's defaults), no logging, no savi
 bar. A callback times the last `steps` optimiser steps, so data collation, forward, backward and
 the optimiser update are all inside the timing, as in a real run.
 
+Padding: what TRL 1.16 offers is used. Its collators pad the 2B rows of a batch (chosen and
+rejected together) to the batch's longest row, right padding (`pad_to_multiple_of` is None off
+Neuron); `RewardConfig` has no padding-free option; `DPOConfig.padding_free=True` only warns and
+falls back to padding in this version ("temporarily unavailable since the DPO refactor"), and it
+needs FlashAttention 2/3 (CUDA) anyway, so both trainers run padded. `max_length` is the mix's
+longest prompt + completion, so nothing is truncated or filtered out. The batches are taken in
+order (`train_sampling_strategy="sequential"`), so TRL sees the same batches as rewardjax
+(TRL's default random order would draw other batch maxima on the long-tailed mix).
+
 Prints a human summary on stderr and one JSON object on stdout (read by `compare_trl.py`).
 """
 
@@ -81,7 +90,7 @@ def llama_config(args) -> transformers.LlamaConfig:
         num_key_value_heads=args.n_kv_heads,
         intermediate_size=args.d_ff,
         rms_norm_eps=args.norm_eps,
-        max_position_embeddings=args.prompt_len + args.completion_len,
+        max_position_embeddings=sum(preference_pairs.max_lengths(args)),
         pad_token_id=preference_pairs.PAD_ID,
         eos_token_id=preference_pairs.EOS_ID,
         bos_token_id=None,
@@ -97,7 +106,8 @@ def common_args(args, output_dir: str) -> dict:
         max_steps=args.warmup + args.steps,
         learning_rate=args.learning_rate,
         lr_scheduler_type="linear",
-        max_length=args.prompt_len + args.completion_len,
+        max_length=sum(preference_pairs.max_lengths(args)),
+        train_sampling_strategy="sequential",
         bf16=False,
         use_cpu=True,
         seed=args.seed,
@@ -118,6 +128,23 @@ def timed_train(trainer, timer: StepTimer, args) -> float:
     return (timer.end - timer.start) / args.steps
 
 
+def check_batches(trainer, pairs, args) -> None:
+    """TRL's dataloader gives every pair, in order, padded as `padding_stats` counts it: 2B rows
+    of the batch's longest `P + C` (the statistics and FLOPs printed are those of its batches)."""
+    if len(trainer.train_dataset) != len(pairs):
+        raise RuntimeError(f"TRL kept {len(trainer.train_dataset)} of {len(pairs)} pairs")
+    expected = [
+        (len(rows), rows[0])
+        for rows in (
+            preference_pairs.row_lengths(b, "trl")
+            for b in preference_pairs.batches_of(pairs, args.batch_size)
+        )
+    ]
+    got = [tuple(b["input_ids"].shape) for b in trainer.get_train_dataloader()]
+    if got != expected:
+        raise RuntimeError(f"TRL's batches are {got}, expected {expected} (in order, padded)")
+
+
 def bench_reward_model(pairs, tokenizer, args, output_dir: str) -> dict[str, float]:
     dataset = datasets.Dataset.from_dict(
         {
@@ -135,6 +162,7 @@ def bench_reward_model(pairs, tokenizer, args, output_dir: str) -> dict[str, flo
         processing_class=tokenizer,
         callbacks=[timer],
     )
+    check_batches(trainer, pairs, args)
     seconds = timed_train(trainer, timer, args)
     return {"seconds_per_step": seconds, "pairs_per_s": args.batch_size / seconds}
 
@@ -159,12 +187,16 @@ def bench_dpo(pairs, tokenizer, args, output_dir: str) -> dict[str, float]:
     expected = [pairs[0][k] for k in ("prompt", "chosen", "rejected")]
     if [first[f"{k}_ids"] for k in ("prompt", "chosen", "rejected")] != expected:
         raise RuntimeError("DPOTrainer tokenised the benchmark pairs into different token ids")
+    check_batches(trainer, pairs, args)
     seconds = timed_train(trainer, timer, args)
     return {"seconds_per_step": seconds, "pairs_per_s": args.batch_size / seconds}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="Prints a human summary on stderr and one JSON object on stdout.",
+    )
     preference_pairs.add_arguments(parser)
     args = parser.parse_args()
     transformers.logging.set_verbosity_error()
@@ -183,6 +215,8 @@ def main() -> None:
         },
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
+        "lengths": args.lengths,
+        "padding": preference_pairs.padding_stats(args, pairs, "trl"),
         "load_average_before": os.getloadavg()[0],
     }
     kinds = {"reward_model": bench_reward_model, "dpo": bench_dpo}
@@ -191,12 +225,18 @@ def main() -> None:
             if args.only in (None, name):
                 results[name] = bench(pairs, tokenizer, args, output_dir)
     results["load_average_after"] = os.getloadavg()[0]
+    padding = results["padding"]
+    for name in kinds:
+        if name in results:
+            results[name]["model_flops_per_step"] = padding["model_flops_per_step"][name]
 
     print(
         f"TRL {trl.__version__}, transformers {transformers.__version__}, torch {torch.__version__}"
         f" ({torch.get_num_threads()} threads), load average {results['load_average_before']:.1f};"
         f" Llama d_model={args.d_model} layers={args.n_layers} vocab={args.vocab_size};"
-        f" {args.batch_size} pairs x <= {args.prompt_len + args.completion_len} tokens",
+        f" {args.batch_size} pairs a step, {args.lengths} lengths, padded to the batch's longest"
+        f" row: {padding['rows']:.0f} rows a step, longest {padding['longest_row']},"
+        f" padding {padding['padding_fraction']:.1%}",
         file=sys.stderr,
     )
     for name in kinds:
