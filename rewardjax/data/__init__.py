@@ -10,9 +10,10 @@ Typical use::
     state = it.get_state()    # save with the checkpoint; it.set_state(state) resumes
 """
 
-from rewardjax.data import benchmarks, steps, synthetic
+from rewardjax.data import benchmarks, packing, steps, synthetic
 from rewardjax.data.adapters import ADAPTERS, HELPSTEER2_ATTRIBUTES, adapt
 from rewardjax.data.conversions import convert
+from rewardjax.data.packing import PACKABLE_KINDS, Packing, PackingPlan, is_packed
 from rewardjax.data.pipeline import (
     BATCH_KEYS,
     EncodedDataset,
@@ -62,6 +63,7 @@ __all__ = [
     "FORMATS",
     "HELPSTEER2_ATTRIBUTES",
     "LABEL_KINDS",
+    "PACKABLE_KINDS",
     "RECORD_KINDS",
     "STEP_LAYOUTS",
     "ByteTokenizer",
@@ -72,6 +74,8 @@ __all__ = [
     "LoadReport",
     "MarkovTask",
     "Message",
+    "Packing",
+    "PackingPlan",
     "PairwiseRecord",
     "RankedRecord",
     "RatingRecord",
@@ -91,10 +95,12 @@ __all__ = [
     "convert",
     "encode_example",
     "encode_records",
+    "is_packed",
     "load_records",
     "load_step_records",
     "make_markov_task",
     "pack_sft",
+    "packing",
     "parse_record",
     "parse_step_record",
     "read_rows",

@@ -21,6 +21,16 @@ keeps the iterator state a plain position in a fixed order.
    `grain.IterDataset` has `get_state()` / `set_state()` (a small JSON-able dict; orbax saves it
    with `grain.checkpoint.CheckpointSave(iterator)`): restoring it resumes at the same batch, in
    the same order.
+3. Packing (`rewardjax.data.packing`, on by default in the trainers where it applies: pairs,
+   ranked lists, SFT): with `dataset.packing` set (`dataclasses.replace(dataset,
+   packing=packing.Packing())`), `batches` lays each example out prefix-shared, `[prompt | y_1 |
+   ... | y_K]`, and packs each batch's examples first-fit decreasing into rows of a fixed length
+   with segment and branch ids and per-example index arrays, so a step computes about the real
+   token count instead of `K * B * T` (the layout, the fixed-shape policy and the counted waste:
+   `packing`'s docstring). The batch of examples is the same as unpacked (same order, fillers,
+   shards), only laid out differently, so packed steps give the unpacked results; the iterator
+   state is the same position and restores to the same batch. The returned dataset's `packing`
+   attribute is the `PackingPlan` (padding fractions; logged once), None when unpacked.
 """
 
 from __future__ import annotations
@@ -34,6 +44,13 @@ import grain
 import numpy as np
 from absl import logging
 
+from rewardjax.data.packing import (
+    Packing,
+    example_lengths,
+    first_fit_decreasing,
+    pack_examples,
+    plan_packing,
+)
 from rewardjax.data.records import (
     PairwiseRecord,
     RankedRecord,
@@ -110,6 +127,7 @@ class EncodedDataset:
     ("margin", "subset", "chosen_gold", "rejected_gold", "ref_chosen_logps", "ref_rejected_logps",
     "ranks", "ratings", "desirable"); packed
     SFT examples have "segment_ids" and "completion" arrays instead of "prompt_len".
+    `packing`: when set, `batches` yields packed batches (`rewardjax.data.packing`).
     """
 
     kind: str
@@ -118,6 +136,7 @@ class EncodedDataset:
     stats: EncodeStats
     subset_names: tuple[str, ...] = ("",)
     attributes: tuple[str, ...] = ()
+    packing: Packing | None = None
 
 
 def _fit(
@@ -344,6 +363,11 @@ def batches(
         # Indices >= n mark weight-0 fillers (copies of example (i - n) % n).
         filler = grain.MapDataset.range(n, n + (-n) % global_batch_size)
         order = grain.MapDataset.concatenate([order, filler])
+    read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2)
+    if dataset.packing is not None:
+        return _packed_batches(
+            dataset, order, global_batch_size, num_epochs, shard_index, shard_count, read
+        )
     order = order.repeat(num_epochs)[shard_index::shard_count]
     examples, kind, length = dataset.examples, dataset.kind, dataset.max_length
 
@@ -351,5 +375,57 @@ def batches(
         chosen = [examples[i % n] for i in indices]
         return collate(kind, chosen, [float(i < n) for i in indices], length)
 
-    ds = order.batch(global_batch_size // shard_count, batch_fn=make_batch)
-    return ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2))
+    ds = order.batch(global_batch_size // shard_count, batch_fn=make_batch).to_iter_dataset(read)
+    ds.packing = None
+    return ds
+
+
+def _packed_batches(
+    dataset: EncodedDataset,
+    epoch: grain.MapDataset,
+    global_batch_size: int,
+    num_epochs: int | None,
+    shard_index: int,
+    shard_count: int,
+    read: grain.ReadOptions,
+) -> grain.IterDataset:
+    """`batches` with `dataset.packing` set: the same examples per shard and step, packed.
+
+    Global batches are formed first and each shard takes elements `s::shard_count` of them (the
+    same examples as the unpacked element-wise slicing), so that every process can compute every
+    shard's row count and all shards pack to the same one.
+    """
+    packing, examples, kind = dataset.packing, dataset.examples, dataset.kind
+    n = len(examples)
+    g = global_batch_size
+    probe = [
+        [epoch[j * g + i] for i in range(g)]
+        for j in range(min(len(epoch) // g, packing.probe_batches))
+    ]
+    plan = plan_packing(dataset, probe, packing, shard_count=shard_count)
+    logging.info("%s", plan.summary())
+    lengths = example_lengths(examples)
+
+    def make_batch(indices: Sequence[int]) -> dict[str, np.ndarray]:
+        indices = np.asarray(indices, np.int64)
+        needed = max(
+            len(
+                first_fit_decreasing(
+                    lengths[indices[s::shard_count] % n], length=plan.length, slots=plan.slots
+                )
+            )
+            for s in range(shard_count)
+        )
+        mine = indices[shard_index::shard_count]
+        return pack_examples(
+            kind,
+            [examples[i % n] for i in mine],
+            [float(i < n) for i in mine],
+            length=plan.length,
+            slots=plan.slots,
+            rows=plan.rows_for(needed),
+        )
+
+    ds = epoch.repeat(num_epochs).batch(g, batch_fn=make_batch).to_iter_dataset(read)
+    ds.packing = plan
+    return ds

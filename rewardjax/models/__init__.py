@@ -25,7 +25,14 @@ from rewardjax.models.heads import (
 )
 from rewardjax.models.implicit import EndogenousReward, ImplicitReward
 from rewardjax.models.layers import RopeScaling
-from rewardjax.models.prefix import SharedRows, branch_logprobs, share_prefix, shared_length
+from rewardjax.models.prefix import (
+    PackedRows,
+    SharedRows,
+    branch_logprobs,
+    packed_logprobs,
+    share_prefix,
+    shared_length,
+)
 from rewardjax.models.presets import PRESETS, get_preset
 from rewardjax.models.process import (
     ImplicitPRM,
@@ -44,6 +51,7 @@ from rewardjax.models.reward_model import (
     RewardModel,
     RewardModelConfig,
     ScoringModel,
+    score_packed,
     score_pairs,
 )
 from rewardjax.models.transformer import (
@@ -69,6 +77,7 @@ __all__ = [
     "MixtureHead",
     "MultiAttributeHead",
     "OrdinalHead",
+    "PackedRows",
     "PrefixScores",
     "ProcessRewardModel",
     "RewardEnsemble",
@@ -95,9 +104,11 @@ __all__ = [
     "load_hf",
     "load_hf_sharded",
     "make_head",
+    "packed_logprobs",
     "pool_last",
     "presets",
     "save_hf",
+    "score_packed",
     "score_pairs",
     "score_prefixes",
     "segment_positions",

@@ -16,6 +16,11 @@ every hidden state of response k equals the one of the unshared row `[prompt | y
   one, predicted by the last prompt token (shared by all branches) (`logit_index`,
   `branch_logprobs`).
 
+Packed rows (`PackedRows`, built on the host by `rewardjax.data.packing`) hold several such
+examples back to back in one row, told apart by segment ids, with per-token predictor indices
+(`logit_index`) and per-response pooling indices: `packed_logprobs` sums each response's
+log-probs from them.
+
 Reference: Wang et al., "Accelerating Direct Preference Optimization with Prefix Sharing"
 (arXiv 2410.20305).
 """
@@ -30,7 +35,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
-__all__ = ["SharedRows", "branch_logprobs", "share_prefix", "shared_length"]
+__all__ = [
+    "PackedRows",
+    "SharedRows",
+    "branch_logprobs",
+    "packed_logprobs",
+    "share_prefix",
+    "shared_length",
+]
 
 
 class SharedRows(NamedTuple):
@@ -58,6 +70,68 @@ class SharedRows(NamedTuple):
     targets: Int[Array, "B K T"]
     target_mask: Bool[Array, "B K T"]
     overflow: Int[Array, " B"]
+
+
+class PackedRows(NamedTuple):
+    """Rows of packed, prefix-shared examples (`rewardjax.data.packing`'s layout): R rows of L
+    tokens, at most S examples (slots) per row, K responses per example.
+
+    Attributes:
+      tokens: `[R, L]` token ids, 0 on padding.
+      segment_ids: `[R, L]` 0 on padding, s + 1 on the example in slot s (the backbone's
+        segment ids).
+      branch_ids: `[R, L]` 0 on prompts and padding, k on the tokens of response k (1..K).
+      logit_index: `[R, L]` index (in the row) of the logits that predict each token.
+      target_mask: `[R, L]` 1 on the response tokens that count in a log-prob.
+      last_index: `[R, S, K]` each response's last token (its prompt's last when empty).
+      context_index: `[R, S]` each example's last prompt token.
+    """
+
+    tokens: Int[Array, "R L"]
+    segment_ids: Int[Array, "R L"]
+    branch_ids: Int[Array, "R L"]
+    logit_index: Int[Array, "R L"]
+    target_mask: Int[Array, "R L"]
+    last_index: Int[Array, "R S K"]
+    context_index: Int[Array, "R S"]
+
+    @classmethod
+    def of(cls, batch) -> PackedRows:
+        """The rows of a packed batch (a mapping with at least these keys)."""
+        return cls(**{name: batch[name] for name in cls._fields})
+
+
+def packed_logprobs(
+    logits: Float[Array, "R L V"], rows: PackedRows
+) -> tuple[Float[Array, "R S K"], Float[Array, "R S K"]]:
+    """Summed log-probs of each response of packed rows, and their token counts.
+
+    `log π(y_sk | x_s) = Σ_{j in response (s, k)} m_j [logits[i_j, y_j] - logsumexp_v
+    logits[i_j, v]]` with `i = rows.logit_index`, `y = rows.tokens`, `m = rows.target_mask`, the
+    response of token j read from its segment and branch ids (float32, row-local gathers and
+    scatter-adds: no cross-row traffic when rows are sharded, no matmul rounding). Equal to
+    `losses.sequence_logprobs` on each unpacked row `[prompt_s | y_sk]`.
+
+    Args:
+      logits: `[R, L, V]` logits of the packed rows.
+      rows: the `PackedRows` that produced them.
+
+    Returns:
+      `(logps [R, S, K], counts [R, S, K])`, float32; 0 on empty slots.
+    """
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    r, length, v = logits.shape
+    _, s, k = rows.last_index.shape
+    lse = jnp.take_along_axis(jax.nn.logsumexp(logits, axis=-1), rows.logit_index, axis=-1)
+    flat = rows.logit_index * v + rows.tokens
+    picked = jnp.take_along_axis(logits.reshape(r, length * v), flat, axis=-1)
+    where = (rows.target_mask > 0) & (rows.segment_ids > 0) & (rows.branch_ids > 0)
+    token_logps = jnp.where(where, picked - lse, 0.0)
+    response = jnp.where(where, (rows.segment_ids - 1) * k + rows.branch_ids - 1, s * k)
+    total = lambda x, ids: jax.ops.segment_sum(x, ids, num_segments=s * k + 1)[: s * k]
+    logps = jax.vmap(total)(token_logps, response).reshape(r, s, k)
+    counts = jax.vmap(total)(where.astype(jnp.float32), response).reshape(r, s, k)
+    return logps, counts
 
 
 def _to_front(tokens: Int[Array, "*B T"], selected: Bool[Array, "*B T"]) -> Int[Array, "*B T"]:

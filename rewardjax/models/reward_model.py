@@ -23,6 +23,12 @@ arXiv 2410.20305): with `shared_prefix=True` the same layout (without separators
 and to itself only, with positions restarting after the prompt, so its reward equals that of
 `prompt, resp_k` alone while the prompt is computed once. `score_pairs(..., prefix_length=L)`
 scores a pair this way.
+
+Packed rows (`rewardjax.data.packing`, `prefix.PackedRows`): several such examples back to back in
+one row, told apart by segment ids, each response pooled at the index the host computed
+(`pool_index`, `context_index`); `score_packed` returns rewards `[R, S, K]` (rows, example slots,
+responses), equal to those of the unpacked rows. Both prefix-sharing layouts go through the same
+pooling (`RewardModel._pool`).
 """
 
 import dataclasses
@@ -35,7 +41,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Int
 
 from rewardjax.models.heads import HEADS, RewardOutput, last_token_index, make_head, pool_last
-from rewardjax.models.prefix import share_prefix
+from rewardjax.models.prefix import PackedRows, share_prefix
 from rewardjax.models.transformer import Transformer, TransformerConfig
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "RewardModel",
     "RewardModelConfig",
     "ScoringModel",
+    "score_packed",
     "score_pairs",
 ]
 
@@ -130,6 +137,8 @@ class RewardModel(nn.Module):
         completion_mask: Int[Array, "B T"] | None = None,
         response_ids: Int[Array, "B T"] | None = None,
         shared_prefix: bool = False,
+        pool_index: Int[Array, "B S K"] | None = None,
+        context_index: Int[Array, "B S"] | None = None,
     ) -> RewardOutput:
         """Rewards of a batch.
 
@@ -142,35 +151,51 @@ class RewardModel(nn.Module):
           shared_prefix: with `response_ids`, response k attends to the prompt and itself only
             (prefix sharing, module docstring); an empty response is scored at the last prompt
             token, as its unshared row would be.
+          pool_index, context_index: packed rows (`prefix.PackedRows`; `mask` their segment
+            ids, `response_ids` their branch ids): response k of the example in slot s is pooled
+            at `pool_index[:, s, k]`, its head context at `context_index[:, s]`.
 
         Returns:
           `RewardOutput`: reward `[B]`, or `[B, K]` with `response_ids` (`[E, ...]` for an ensemble
           head); with `response_ids`, `aux["response_mask"] [B, K]` marks the slots actually
-          present.
+          present; with `pool_index`, reward `[B, S, K]` (aux values' batch axis likewise).
         """
         if shared_prefix and response_ids is None:
             raise ValueError("RewardModel: shared_prefix=True needs response_ids (the branches).")
-        branch_ids = response_ids if shared_prefix else None
+        branch_ids = response_ids if shared_prefix or pool_index is not None else None
         hidden, _ = self.backbone(tokens, segment_ids=mask, branch_ids=branch_ids)
+        if pool_index is not None:
+            return self._pool(hidden, pool_index, context_index)
         real = mask > 0
         if response_ids is None:
             features = pool_last(hidden, mask)
             prompt = None if completion_mask is None else real & (completion_mask == 0)
-        else:
-            slots = jnp.arange(1, self.config.max_responses + 1)
-            in_response = (response_ids[:, None, :] == slots[:, None]) & real[:, None, :]
-            last = last_token_index(in_response)  # [B, K]
-            prompt = real & (response_ids == 0)
-            if shared_prefix:
-                last = jnp.where(in_response.any(-1), last, last_token_index(prompt)[:, None])
-            features = jnp.take_along_axis(hidden, last[:, :, None], axis=1)
-        context = None if prompt is None else pool_last(hidden, prompt)
-        if response_ids is not None:
-            context = jnp.broadcast_to(context[:, None], features.shape)
+            return self.head(features, None if prompt is None else pool_last(hidden, prompt))
+        slots = jnp.arange(1, self.config.max_responses + 1)
+        in_response = (response_ids[:, None, :] == slots[:, None]) & real[:, None, :]
+        last = last_token_index(in_response)  # [B, K]
+        prompt = last_token_index(real & (response_ids == 0))  # [B]
+        if shared_prefix:
+            last = jnp.where(in_response.any(-1), last, prompt[:, None])
+        out = self._pool(hidden, last[:, None], prompt[:, None])
+        slot_axis = out.reward.ndim - 2  # [*E, B, 1, K]: the one slot
+        out = jax.tree.map(lambda x: jnp.squeeze(x, axis=slot_axis), out)
+        return RewardOutput(out.reward, {**out.aux, "response_mask": in_response.any(-1)})
+
+    def _pool(
+        self, hidden: Array, pool_index: Int[Array, "B S K"], context_index: Int[Array, "B S"]
+    ) -> RewardOutput:
+        """The head on the hidden states at `pool_index` (features) and `context_index`
+        (context): reward `[*E, B, S, K]`, aux values with the same `B, S, K` axes."""
+        b, s, k = pool_index.shape
+        index = pool_index.reshape(b, s * k)
+        features = jnp.take_along_axis(hidden, index[:, :, None], axis=1)
+        context_index = jnp.repeat(context_index, k, axis=1)  # slot-major, as `index`
+        context = jnp.take_along_axis(hidden, context_index[:, :, None], axis=1)
         out = self.head(features, context)
-        if response_ids is not None:
-            out = RewardOutput(out.reward, {**out.aux, "response_mask": in_response.any(-1)})
-        return out
+        axis = out.reward.ndim - 1  # the S * K axis
+        split = lambda x: x.reshape(*x.shape[:axis], s, k, *x.shape[axis + 1 :])
+        return RewardOutput(split(out.reward), {key: split(v) for key, v in out.aux.items()})
 
 
 class RewardEnsemble(nn.Module):
@@ -186,7 +211,14 @@ class RewardEnsemble(nn.Module):
 
     @nn.compact
     def __call__(
-        self, tokens, mask, completion_mask=None, response_ids=None, shared_prefix=False
+        self,
+        tokens,
+        mask,
+        completion_mask=None,
+        response_ids=None,
+        shared_prefix=False,
+        pool_index=None,
+        context_index=None,
     ) -> RewardOutput:
         members = nn.vmap(
             RewardModel,
@@ -198,7 +230,7 @@ class RewardEnsemble(nn.Module):
             metadata_params={nn.PARTITION_NAME: "ensemble"},
         )
         return members(self.config, name="members")(
-            tokens, mask, completion_mask, response_ids, shared_prefix
+            tokens, mask, completion_mask, response_ids, shared_prefix, pool_index, context_index
         )
 
 
@@ -237,6 +269,23 @@ def score_pairs(
     stacked = [jnp.stack([batch[f"chosen_{n}"], batch[f"rejected_{n}"]]) for n in names]
     out = jax.vmap(lambda *args: reward_fn.apply(params, *args))(*stacked)
     return jax.tree.map(lambda x: x[0], out), jax.tree.map(lambda x: x[1], out)
+
+
+def score_packed(reward_fn: ScoringModel, params: Any, batch: Mapping[str, Array]) -> RewardOutput:
+    """Rewards of every response of a packed batch (`prefix.PackedRows`'s keys): reward
+    `[*E, R, S, K]` (rows, example slots, responses); empty slots hold values to be masked by
+    the batch's weights. A `RewardModel` or `RewardEnsemble`."""
+    rows = PackedRows.of(batch)
+    return reward_fn.apply(
+        params,
+        rows.tokens,
+        rows.segment_ids,
+        None,
+        rows.branch_ids,
+        True,
+        rows.last_index,
+        rows.context_index,
+    )
 
 
 def _branch(out: RewardOutput, k: int) -> RewardOutput:

@@ -1,19 +1,21 @@
 """The encoded train and eval sets a config describes: the synthetic gold-reward Markov task
-(`data.source = "synthetic"`) or local files (`data.source = "files"`)."""
+(`data.source = "synthetic"`) or local files (`data.source = "files"`); `with_packing`: the train
+set's batches packed (`config.train.packing`, `rewardjax.data.packing`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import ml_collections
 import numpy as np
 
 from rewardjax import data as data_lib
-from rewardjax import judges
+from rewardjax import judges, parallel
 from rewardjax.data import synthetic
 
-__all__ = ["Data", "markov_task", "read_data", "tokenizer_from_config"]
+__all__ = ["Data", "markov_task", "read_data", "tokenizer_from_config", "with_packing"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,3 +130,23 @@ def read_data(config: ml_collections.ConfigDict) -> Data:
     if "judge" in config.data and config.data.judge.enabled:
         loaded = _judge_data(loaded, config.data.judge)
     return loaded
+
+
+def with_packing(
+    config: ml_collections.ConfigDict, dataset: data_lib.EncodedDataset, mesh: jax.sharding.Mesh
+) -> data_lib.EncodedDataset:
+    """`dataset` with `packing` set when `config.train.packing` is on and its examples pack (pairs,
+    ranked lists, SFT: `data.PACKABLE_KINDS`), else `dataset` itself.
+
+    Rows are `config.train.packing_length` tokens (None: the longest example) and each batch's row
+    count is a multiple of this process's data-parallel devices, so the rows split evenly.
+    """
+    packable = dataset.kind in data_lib.PACKABLE_KINDS and "prompt_len" in dataset.examples[0]
+    if not (config.train.get("packing", False) and packable):
+        return dataset
+    devices = math.prod(mesh.shape[axis] for axis in parallel.BATCH_AXES)
+    packing = data_lib.Packing(
+        length=config.train.get("packing_length"),
+        row_multiple=max(1, devices // jax.process_count()),
+    )
+    return dataclasses.replace(dataset, packing=packing)

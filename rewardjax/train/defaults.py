@@ -77,6 +77,11 @@ def base_config(task: str) -> ml_collections.ConfigDict:
     # Prefix sharing (arXiv 2410.20305): a pair is one row [prompt | chosen | rejected], the
     # prompt computed once; used by the pairwise reward-model and DPO-family steps, ignored else.
     c.train.prefix_sharing = True
+    # Packing (rewardjax.data.packing): each batch's pairs, ranked lists or SFT examples laid out
+    # prefix-shared and packed into rows of packing_length tokens (None: the longest example), so
+    # a step computes about the real tokens; the same results as unpacked. Ignored for other data.
+    c.train.packing = True
+    c.train.packing_length = config_dict.placeholder(int)
 
     # Data: the synthetic gold-reward Markov task, or local files in a named layout.
     c.data = ml_collections.ConfigDict()

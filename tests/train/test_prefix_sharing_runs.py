@@ -25,6 +25,7 @@ def _config(task, sharing):
     c.train.num_steps, c.train.log_every, c.train.checkpoint_every = 1, 1, 1
     c.data.synthetic.num_train_pairs, c.data.synthetic.num_eval_pairs = 16, 16
     c.train.prefix_sharing = sharing
+    c.train.packing = False  # the padded batches, shared on device (packing: test_packed_steps)
     c.eval.enabled = task == "reward_model"
     return c
 

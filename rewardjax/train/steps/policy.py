@@ -11,14 +11,17 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from rewardjax import losses
-from rewardjax.models.prefix import branch_logprobs, share_prefix
+from rewardjax.models.prefix import PackedRows, branch_logprobs, packed_logprobs, share_prefix
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps.common import (
     Batch,
     LogitsFn,
     Metrics,
     apply_grads,
+    examples,
+    is_packed,
     objective_step,
+    packing_metrics,
     pair_metrics,
     to_front,
     weighted_mean,
@@ -73,8 +76,15 @@ def pair_logps(
     With it: one forward over `[B, L]` prefix-shared rows `[prompt | chosen | rejected]`
     (`models.prefix.share_prefix`, `branch_logprobs`), the prompt computed once; `logits_fn` is
     then called with `branch_ids=` (Wang et al., "Accelerating Direct Preference Optimization
-    with Prefix Sharing", arXiv 2410.20305). Both give the same values.
+    with Prefix Sharing", arXiv 2410.20305). A packed batch (`rewardjax.data.packing`): one
+    forward over its `[R, L]` rows (`models.prefix.packed_logprobs`), each `[R * S]` (example
+    slots, `examples`). All give the same values.
     """
+    if is_packed(batch):
+        rows = PackedRows.of(batch)
+        logits = logits_fn(params, rows.tokens, rows.segment_ids, branch_ids=rows.branch_ids)
+        logps, lengths = (x.reshape(-1, 2) for x in packed_logprobs(logits, rows))
+        return logps[:, 0], logps[:, 1], lengths[:, 0], lengths[:, 1]
     if prefix_length is None:
         logps, lengths = completion_logps(params, *_stack_pairs(batch), logits_fn=logits_fn)
         n = logps.shape[0] // 2
@@ -95,12 +105,18 @@ def reference_logps(
     """Adds `ref_chosen_logps` and `ref_rejected_logps` [B] from frozen reference parameters.
 
     Run it (jitted) on each batch before `dpo_step` when the data has no precomputed reference
-    log-probs; no gradient flows into the reference. `prefix_length`: see `pair_logps`.
+    log-probs; no gradient flows into the reference. `prefix_length`: see `pair_logps`. In a
+    packed batch they are `[R, S]`, as its other per-example fields.
     """
     logp_c, logp_r, _, _ = pair_logps(
         jax.lax.stop_gradient(ref_params), batch, logits_fn=logits_fn, prefix_length=prefix_length
     )
-    return {**batch, "ref_chosen_logps": logp_c, "ref_rejected_logps": logp_r}
+    shape = batch["weight"].shape
+    return {
+        **batch,
+        "ref_chosen_logps": logp_c.reshape(shape),
+        "ref_rejected_logps": logp_r.reshape(shape),
+    }
 
 
 def dpo_step(
@@ -129,8 +145,9 @@ def dpo_step(
 
     Args:
       state: the policy's train state.
-      batch: pairwise batch with completion masks; reference-based losses also need
-        `ref_chosen_logps`, `ref_rejected_logps` [B] (see `reference_logps`).
+      batch: pairwise batch with completion masks, or a packed one (`rewardjax.data.packing`);
+        reference-based losses also need `ref_chosen_logps`, `ref_rejected_logps` [B] (`[R, S]`
+        packed; see `reference_logps`).
       rng: unused by deterministic models.
       logits_fn: `(params, tokens, mask) -> logits [B, T, V]`.
       loss_name: a policy-level loss registered in `rewardjax.losses`.
@@ -142,7 +159,8 @@ def dpo_step(
 
     Returns:
       The new state and scalar metrics: loss, implicit-reward accuracy and margin, mean chosen
-      and rejected implicit rewards, chosen log-prob, gradient and parameter norms.
+      and rejected implicit rewards, chosen log-prob, gradient and parameter norms (and a packed
+      batch's `padding_fraction`).
     """
     del rng
     spec = losses.spec(loss_name)
@@ -156,9 +174,9 @@ def dpo_step(
                     f"dpo_step({loss_name!r}): batch has no {key!r}; compute it with "
                     "`reference_logps` or precompute it in the data."
                 )
-        ref_c = batch["ref_chosen_logps"].astype(jnp.float32)
-        ref_r = batch["ref_rejected_logps"].astype(jnp.float32)
-    weight = batch["weight"]
+        ref_c = examples(batch, key="ref_chosen_logps").astype(jnp.float32)
+        ref_r = examples(batch, key="ref_rejected_logps").astype(jnp.float32)
+    weight = examples(batch, key="weight")
 
     def objective(params):
         pi_c, pi_r, len_c, len_r = pair_logps(
@@ -186,6 +204,7 @@ def dpo_step(
         "loss": loss,
         **pair_metrics(reward(pi_c, ref_c, len_c), reward(pi_r, ref_r, len_r), weight),
         "logp_chosen": weighted_mean(pi_c, weight),
+        **packing_metrics(batch),
     }
     return apply_grads(state, grads, metrics)
 
@@ -331,21 +350,34 @@ def sft_step(
 
     Args:
       state: the policy's train state.
-      batch: SFT batch (`tokens`, `mask`, `completion_mask` [B, T], `weight` [B]).
+      batch: SFT batch (`tokens`, `mask`, `completion_mask` [B, T], `weight` [B]), or a packed
+        one (`rewardjax.data.packing`: `[prompt | response]` examples back to back in rows, their
+        log-probs from `models.prefix.packed_logprobs`): the same loss and gradients.
       rng: unused by deterministic models.
-      logits_fn: `(params, tokens, mask) -> logits [B, T, V]`.
+      logits_fn: `(params, tokens, mask) -> logits [B, T, V]` (`mask`: segment ids).
 
     Returns:
-      The new state and scalar metrics: loss (nats per token), gradient and parameter norms.
+      The new state and scalar metrics: loss (nats per token), gradient and parameter norms (and
+      a packed batch's `padding_fraction`).
     """
     del rng
-    weight = batch["weight"].astype(jnp.float32)
+    weight = examples(batch, key="weight").astype(jnp.float32)
 
     def objective(params):
-        logps, n_tokens = completion_logps(
-            params, batch["tokens"], batch["mask"], batch["completion_mask"], logits_fn=logits_fn
-        )
+        if is_packed(batch):
+            # One response per example: branch attention is causal attention within a segment.
+            rows = PackedRows.of(batch)
+            logits = logits_fn(params, rows.tokens, rows.segment_ids)
+            logps, n_tokens = (x.reshape(-1) for x in packed_logprobs(logits, rows))
+        else:
+            logps, n_tokens = completion_logps(
+                params,
+                batch["tokens"],
+                batch["mask"],
+                batch["completion_mask"],
+                logits_fn=logits_fn,
+            )
         return -jnp.sum(logps * weight) / jnp.maximum(jnp.sum(n_tokens * weight), 1.0)
 
     loss, grads = jax.value_and_grad(objective)(state.params)
-    return apply_grads(state, grads, {"loss": loss})
+    return apply_grads(state, grads, {"loss": loss, **packing_metrics(batch)})

@@ -10,15 +10,18 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from rewardjax import losses
-from rewardjax.models import ScoringModel, score_pairs
+from rewardjax.models import ScoringModel, score_packed, score_pairs
 from rewardjax.models.prefix import share_prefix
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps.common import (
     Batch,
     Metrics,
     apply_grads,
+    examples,
+    is_packed,
     mean_members,
     objective_step,
+    packing_metrics,
     pair_metrics,
     to_front,
     weighted_mean,
@@ -55,7 +58,9 @@ def reward_model_step(
     Args:
       state: the train state.
       batch: pairwise preference batch (`chosen_tokens`, `chosen_mask`, `rejected_tokens`,
-        `rejected_mask`, optional completion masks, `margin`, `weight`).
+        `rejected_mask`, optional completion masks, `margin`, `weight`), or a packed one
+        (`rewardjax.data.packing`: every pair of the batch in rows of a fixed length,
+        `models.score_packed`): the same rewards, losses and gradients.
       rng: unused by deterministic models; kept so every step has the same signature.
       model: a `rewardjax.models.ScoringModel` (e.g. `RewardModel`); rewards `[B]`, or `[E, B]`
         for an ensemble head, whose members are each trained on the pair (metrics use the mean).
@@ -69,18 +74,24 @@ def reward_model_step(
 
     Returns:
       The new state and scalar metrics: loss, accuracy (r_c > r_r), reward margin, mean chosen
-      and rejected reward, gradient and parameter norms.
+      and rejected reward, gradient and parameter norms (and a packed batch's
+      `padding_fraction`).
     """
     del rng
     loss_fn = losses.get(loss_name)
     kwargs = dict(loss_kwargs or {})
     if use_margin:
-        kwargs["margin"] = batch["margin"]
-    weight = batch["weight"]
+        kwargs["margin"] = examples(batch, key="margin")
+    weight = examples(batch, key="weight")
 
     def objective(params):
-        chosen, rejected = score_pairs(model, params, batch, prefix_length=prefix_length)
-        r_c, r_r = chosen.reward.astype(jnp.float32), rejected.reward.astype(jnp.float32)
+        if is_packed(batch):
+            reward = score_packed(model, params, batch).reward.astype(jnp.float32)
+            reward = reward.reshape(*reward.shape[:-3], -1, 2)  # [*E, R * S, 2]
+            r_c, r_r = reward[..., 0], reward[..., 1]
+        else:
+            chosen, rejected = score_pairs(model, params, batch, prefix_length=prefix_length)
+            r_c, r_r = chosen.reward.astype(jnp.float32), rejected.reward.astype(jnp.float32)
         per_example = loss_fn(r_c, r_r, **kwargs)
         if center_coef:
             per_example = per_example + center_coef * losses.reward_centering(r_c, r_r)
@@ -90,7 +101,8 @@ def reward_model_step(
         )
 
     (loss, (r_c, r_r)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    return apply_grads(state, grads, {"loss": loss, **pair_metrics(r_c, r_r, weight)})
+    metrics = {"loss": loss, **pair_metrics(r_c, r_r, weight), **packing_metrics(batch)}
+    return apply_grads(state, grads, metrics)
 
 
 def _score_lists(model: ScoringModel, params: Any, batch: Batch) -> Float[Array, "*E B K"]:
@@ -165,7 +177,8 @@ def ranked_loss(
     Args:
       params: reward-model parameters.
       batch: ranked batch (`tokens`, `mask`, `completion_mask` [B, K, T], `ranks` [B, K],
-        `weight` [B]).
+        `weight` [B]), or a packed one (`rewardjax.data.packing`, `models.score_packed`; then
+        `separator` and `prefix_length` are unused): the same loss, metrics and gradients.
       model: a `rewardjax.models.ScoringModel`.
       loss_name: "plackett_luce", "listwise_softmax" or a pairwise reward-model loss.
       loss_kwargs: extra keyword hyper-parameters for the loss.
@@ -182,8 +195,11 @@ def ranked_loss(
     """
     loss_fn = losses.get(loss_name)
     kwargs = dict(loss_kwargs or {})
-    ranks, weight = batch["ranks"], batch["weight"]
-    if separator is None and prefix_length is not None:
+    ranks, weight = examples(batch, key="ranks"), examples(batch, key="weight")
+    if is_packed(batch):
+        scores = score_packed(model, params, batch).reward.astype(jnp.float32)
+        scores = scores.reshape(*scores.shape[:-3], -1, scores.shape[-1])  # [*E, R * S, K]
+    elif separator is None and prefix_length is not None:
         rows = share_prefix(
             batch["tokens"], batch["mask"], batch["completion_mask"], length=prefix_length
         )
@@ -215,6 +231,7 @@ def ranked_loss(
     metrics = {
         "accuracy": weighted_mean(correct / jnp.maximum(num_pairs, 1), weight * (num_pairs > 0)),
         "top1_accuracy": weighted_mean(top == jnp.min(ranks, axis=-1), weight),
+        **packing_metrics(batch),
     }
     return weighted_mean(mean_members(per_example), weight), metrics
 

@@ -23,6 +23,7 @@ from rewardjax import data as data_lib
 from rewardjax import evaluate, losses, parallel
 from rewardjax.models import CausalLM, ImplicitReward
 from rewardjax.train import steps
+from rewardjax.train.data import with_packing
 from rewardjax.train.tasks.common import Context, Task, mean_metrics
 from rewardjax.train.tasks.reward_model import pair_prefix_length
 
@@ -123,6 +124,8 @@ def build(ctx: Context) -> Task:
         eval_fn = lambda s: evaluate.evaluate_reward_model(
             implicit, {"policy": s.params, **reference}, ctx.eval_batches()
         ).as_dict()
+    # Packed training batches (pairs; KTO's unpaired completions stay padded).
+    train = with_packing(config, train, ctx.mesh)
     return Task(model, params, shardings, step_fn, train, batch_fn=batch_fn, eval_fn=eval_fn)
 
 

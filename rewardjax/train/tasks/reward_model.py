@@ -24,6 +24,7 @@ from rewardjax import evaluate, losses, parallel
 from rewardjax.models import CausalLM, RewardModel, RewardModelConfig, prefix
 from rewardjax.train import steps
 from rewardjax.train.checkpoint import Checkpointer
+from rewardjax.train.data import with_packing
 from rewardjax.train.metrics import MetricWriter, read_jsonl
 from rewardjax.train.state import TrainState
 from rewardjax.train.tasks.common import Context, Task, backbone_config, mean_metrics
@@ -109,6 +110,8 @@ def build(ctx: Context) -> Task:
             logging.warning(
                 "No report: it reads preference pairs, the eval set has %s.", eval_data.kind
             )
+    if config.head.separator is None:  # ranked lists with a separator keep their own rows
+        dataset = with_packing(config, dataset, ctx.mesh)
     return Task(
         model,
         params,

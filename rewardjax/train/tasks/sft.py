@@ -1,5 +1,6 @@
 """Task "sft": a policy fine-tuned on chosen responses (SFT records, or the chosen side of pairs),
-evaluated by its negative log-likelihood per completion token on the eval set."""
+evaluated by its negative log-likelihood per completion token on the eval set; training batches
+are packed by default (`config.train.packing`, `rewardjax.data.packing`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from rewardjax.models import CausalLM
 from rewardjax.train import steps
+from rewardjax.train.data import with_packing
 from rewardjax.train.tasks.common import Context, Task
 
 __all__ = ["build", "layouts"]
@@ -35,7 +37,9 @@ def build(ctx: Context) -> Task:
             )
         )
         eval_fn = lambda s: _nll(logps, s.params, ctx.eval_batches())
-    return Task(model, params, shardings, step_fn, ctx.data.train, eval_fn=eval_fn)
+    # Packed training batches (config.train.packing): [prompt | response] back to back in rows.
+    train = with_packing(ctx.config, ctx.data.train, ctx.mesh)
+    return Task(model, params, shardings, step_fn, train, eval_fn=eval_fn)
 
 
 def _nll(logps, params, batches) -> dict[str, float]:
