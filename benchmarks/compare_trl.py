@@ -110,7 +110,8 @@ def main() -> None:
         ]
         for results, python, script, side_flags in sides[:: 1 if i % 2 == 0 else -1]:
             results.append(run(python, script, side_flags, args.cpus))
-            print(f"round {i + 1}: {script} done", file=sys.stderr)
+            done = {k: round(results[-1][k]["pairs_per_s"], 3) for k in KINDS if k in results[-1]}
+            print(f"round {i + 1}: {script} pairs/s {done}", file=sys.stderr, flush=True)
     end = time.strftime("%H:%M UTC", time.gmtime())
 
     loads = [r[k] for r in ours + theirs for k in ("load_average_before", "load_average_after")]

@@ -117,6 +117,7 @@ def packed_batches(pairs, args) -> list[dict[str, np.ndarray]]:
             {
                 "seqs": [np.asarray(p["prompt"] + p[s], np.int32) for s in ("chosen", "rejected")],
                 "prompt_len": len(p["prompt"]),
+                "subset": 0,
             }
             for p in chunk
         ]
