@@ -16,7 +16,7 @@ restart after the prompt, so every hidden state equals the one of the unpacked, 
 
 Public API (what `rewardjax.data.batches` uses, and what a benchmark may call directly):
 
-- `Packing(length=None, multiple=8, row_multiple=1, probe_batches=64, growth=1.125)`: the request,
+- `Packing(length=None, multiple=1, row_multiple=1, probe_batches=64, growth=1.125)`: the request,
   set as `EncodedDataset.packing` (`dataclasses.replace(dataset, packing=Packing())`); `batches`
   then yields packed batches, and the iterable it returns has the `PackingPlan` as `.packing`.
   `length=None`: L is the longest example (`example_lengths`), rounded up to `multiple`.
@@ -58,7 +58,8 @@ order, which every process holds), so multi-host batches concatenate. Nothing is
 batch never needs more rows than it has examples.
 
 Waste is counted: `PackingPlan.padding_fraction` (padding tokens / `R * L` over the probed
-batches) next to `unpacked_padding_fraction` (padding / `K * B * T` of the padded batches) are
+batches) next to `unpacked_padding_fraction` (padding / `K * B * T` of the padded batches) and
+`compute_fraction` (`R * L / (K * B * T)`: prefix sharing and packing together) are
 logged once when the loader is built and set as the `packing` attribute of what `batches`
 returns; the steps also report each batch's `padding_fraction` as a metric.
 """
@@ -109,7 +110,7 @@ class Packing:
     Attributes:
       length: L, tokens per row; None: the longest example (prefix-shared), rounded up to
         `multiple`. A longer L packs more examples per row (less padding, longer attention).
-      multiple: L is rounded up to a multiple of this (8: friendlier shapes for accelerators).
+      multiple: L is rounded up to a multiple of this (e.g. 128 for fused attention kernels).
       row_multiple: each batch's row count is a multiple of this (the data-parallel devices of
         one process, so the rows split evenly).
       probe_batches: batches of the first epoch packed when the loader is built, to fix the row
@@ -118,7 +119,7 @@ class Packing:
     """
 
     length: int | None = None
-    multiple: int = 8
+    multiple: int = 1
     row_multiple: int = 1
     probe_batches: int = 64
     growth: float = 1.125
@@ -171,6 +172,11 @@ class PackingPlan:
         """Padding tokens / tokens computed of the same batches padded to `[B, K, T]`."""
         return 1.0 - self.unpacked_real_tokens / max(self.unpacked_tokens, 1)
 
+    @property
+    def compute_fraction(self) -> float:
+        """Tokens computed packed / tokens computed padded (`R * L / (K * B * T)`)."""
+        return self.packed_tokens / max(self.unpacked_tokens, 1)
+
     def rows_for(self, needed: int) -> int:
         """The smallest rung `ceil(R_0 * growth^j)` (a multiple of `row_multiple`, at most
         `max_rows`) that holds `needed` rows."""
@@ -192,8 +198,9 @@ class PackingPlan:
         return (
             f"packing: rows of {self.length} tokens, <= {self.slots} examples per row, "
             f"{self.base_rows} rows per batch (first epoch); padding {self.padding_fraction:.1%} "
-            f"of the computed tokens (padded batches: {self.unpacked_padding_fraction:.1%}) over "
-            f"{self.num_probed} batches"
+            f"of the computed tokens (padded batches: {self.unpacked_padding_fraction:.1%}); "
+            f"{self.compute_fraction:.1%} of the padded batches' tokens, over {self.num_probed} "
+            "batches"
         )
 
 

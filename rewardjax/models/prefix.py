@@ -14,7 +14,7 @@ every hidden state of response k equals the one of the unshared row `[prompt | y
 - its log-probs `log π(y_k | x) = Σ_j log softmax(logits[pred_j])[y_k,j]`, where the logits
   predicting token j of response k sit at the previous token of the same branch, except the first
   one, predicted by the last prompt token (shared by all branches) (`logit_index`,
-  `branch_logprobs`).
+  `branch_logprobs`: `packed_logprobs` on rows of one example each).
 
 Packed rows (`PackedRows`, built on the host by `rewardjax.data.packing`) hold several such
 examples back to back in one row, told apart by segment ids, with per-token predictor indices
@@ -55,9 +55,10 @@ class SharedRows(NamedTuple):
       completion_mask: `[B, L]` 1 on response tokens.
       last_index: `[B, K]` index of each response's last token (the last prompt token when a
         response is empty): where a reward model pools response k.
-      logit_index: `[B, K, T]` index of the logits that predict token j of response k.
-      targets: `[B, K, T]` token j of response k (0 past its end).
-      target_mask: `[B, K, T]` the (response, token) pairs that count in the log-prob.
+      logit_index: `[B, L]` index of the logits that predict each token (the previous token, or
+        the last prompt token for the first token of a response).
+      target_mask: `[B, L]` the response tokens that count in a log-prob.
+      context_index: `[B]` the last prompt token.
       overflow: `[B]` tokens of the example that did not fit in L (0 when `L` is large enough).
     """
 
@@ -66,10 +67,22 @@ class SharedRows(NamedTuple):
     branch_ids: Int[Array, "B L"]
     completion_mask: Int[Array, "B L"]
     last_index: Int[Array, "B K"]
-    logit_index: Int[Array, "B K T"]
-    targets: Int[Array, "B K T"]
-    target_mask: Bool[Array, "B K T"]
+    logit_index: Int[Array, "B L"]
+    target_mask: Bool[Array, "B L"]
+    context_index: Int[Array, " B"]
     overflow: Int[Array, " B"]
+
+    def packed(self) -> PackedRows:
+        """The same rows as `PackedRows` of one example slot each (`[B, 1, K]` pooling)."""
+        return PackedRows(
+            tokens=self.tokens,
+            segment_ids=self.mask,
+            branch_ids=self.branch_ids,
+            logit_index=self.logit_index,
+            target_mask=self.target_mask.astype(jnp.int32),
+            last_index=self.last_index[:, None, :],
+            context_index=self.context_index[:, None],
+        )
 
 
 class PackedRows(NamedTuple):
@@ -192,19 +205,20 @@ def share_prefix(
     new_tokens = jnp.where(pos < p[:, None], prompt_tokens, response_tokens)
     last_prompt = jnp.maximum(p - 1, 0)[:, None]
     last_index = jnp.where(c > 0, ends - 1, last_prompt)
-    j = jnp.arange(t, dtype=jnp.int32)
-    logit_index = jnp.where(j == 0, last_prompt[..., None], starts[..., None] + j - 1)
-    target_mask = (j < c[..., None]) & (p[:, None, None] + j >= 1)
-    target_mask = target_mask & (starts[..., None] + j < length)
+    # Token j of response k is predicted by the previous token, its first one by the last prompt
+    # token, and counts unless it is the first token of a row without a prompt.
+    first = in_response & (pos == jnp.take_along_axis(starts, branch, axis=-1))
+    logit_index = jnp.where(first, last_prompt, jnp.maximum(pos - 1, 0))
+    target_mask = in_response & ~(first & (p[:, None] == 0))
     return SharedRows(
         tokens=new_tokens.astype(tokens.dtype),
         mask=(pos < total).astype(mask.dtype),
         branch_ids=jnp.where(in_response, branch + 1, 0).astype(jnp.int32),
         completion_mask=in_response.astype(mask.dtype),
         last_index=jnp.clip(last_index, 0, length - 1),
-        logit_index=jnp.clip(logit_index, 0, length - 1),
-        targets=jnp.where(j < c[..., None], responses, 0),
+        logit_index=jnp.clip(logit_index, 0, length - 1).astype(jnp.int32),
         target_mask=target_mask,
+        context_index=jnp.minimum(last_prompt[:, 0], length - 1),
         overflow=jnp.maximum(total[:, 0] - length, 0),
     )
 
@@ -214,10 +228,10 @@ def branch_logprobs(
 ) -> tuple[Float[Array, "B K"], Float[Array, "B K"]]:
     """Summed log-probs of each response of prefix-shared rows, and their token counts.
 
-    `log π(y_k | x) = Σ_j m_kj [logits[i_kj, y_kj] - logsumexp_v logits[i_kj, v]]` with
-    `i = rows.logit_index`, `y = rows.targets`, `m = rows.target_mask` (float32): equal to
-    `losses.sequence_logprobs` on the unshared rows. Only the `[B, L]` log-normalisers and the
-    picked logits are gathered, never a `[B, K, T, V]` copy.
+    `log π(y_k | x) = Σ_j m_j [logits[i_j, y_j] - logsumexp_v logits[i_j, v]]` over the tokens
+    j of response k, with `i = rows.logit_index`, `m = rows.target_mask` (float32): equal to
+    `losses.sequence_logprobs` on the unshared rows. The rows are packed rows of one example
+    each, so this is `packed_logprobs(logits, rows.packed())`.
 
     Args:
       logits: `[B, L, V]` logits of the shared rows (`logits[:, i]` predicts token i + 1).
@@ -226,16 +240,8 @@ def branch_logprobs(
     Returns:
       `(logps [B, K], counts [B, K])`, float32.
     """
-    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
-    b, k, t = rows.logit_index.shape
-    index = rows.logit_index.reshape(b, k * t)
-    lse = jnp.take_along_axis(jax.nn.logsumexp(logits, axis=-1), index, axis=-1)
-    v = logits.shape[-1]
-    flat = index * v + rows.targets.reshape(b, k * t)
-    picked = jnp.take_along_axis(logits.reshape(b, -1), flat, axis=-1)
-    where = rows.target_mask.reshape(b, k * t)
-    token_logps = jnp.where(where, picked - lse, 0.0).reshape(b, k, t)
-    return token_logps.sum(-1), rows.target_mask.sum(-1).astype(jnp.float32)
+    logps, counts = packed_logprobs(logits, rows.packed())
+    return logps[:, 0], counts[:, 0]
 
 
 def shared_length(

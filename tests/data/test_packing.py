@@ -181,7 +181,7 @@ def test_padding_fractions_are_those_of_the_batches_served(k):
     packed = list(ds)
     assert plan.num_probed == len(packed) == 5
     assert {b["tokens"].shape for b in packed} == {(plan.base_rows, plan.length)}
-    assert plan.length % 8 == 0 and plan.length >= max(packing.example_lengths(dataset.examples))
+    assert plan.length == max(packing.example_lengths(dataset.examples))
     real = sum(int((b["segment_ids"] > 0).sum()) for b in packed)
     computed = sum(b["segment_ids"].size for b in packed)
     assert plan.padding_fraction == pytest.approx(1 - real / computed)
@@ -193,6 +193,8 @@ def test_padding_fractions_are_those_of_the_batches_served(k):
     real = sum(int((m > 0).sum()) for m in masks)
     assert plan.unpacked_padding_fraction == pytest.approx(1 - real / sum(m.size for m in masks))
     assert plan.padding_fraction < plan.unpacked_padding_fraction
+    padded = sum(m.size for m in masks)
+    assert plan.compute_fraction == pytest.approx(computed / padded) and computed < padded
 
 
 def test_row_counts_climb_a_short_ladder_and_never_exceed_the_examples():
