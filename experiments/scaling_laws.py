@@ -321,12 +321,14 @@ def _plot(proxies, rl_rows, points, cfg, path):
         pts = [p for p in points if p["kind"] == "bon" and p["run"] == name]
         dd = np.array([p["d"] for p in pts])
         gain = np.array([p["gold"] for p in pts]) - pts[0]["gold"]
-        a.plot(dd, gain, "o-", color=f"C{i}", ms=3, label=size)
+        a.plot(dd, gain, "o-", color=f"C{i}", ms=3, label=f"gold, {size}")
+        proxy_gain = np.array([p["proxy"] for p in pts]) - pts[0]["proxy"]
+        a.plot(dd, proxy_gain, "s--", color=f"C{i}", ms=2, alpha=0.5, label=f"proxy, {size}")
         r = next(r for r in proxies if r["run"] == name)
         grid = np.linspace(0, dd.max(), 100)
         fit = theory.gao_bon(grid, r["bon_bon_alpha"], r["bon_bon_beta"])
         a.plot(grid, np.asarray(fit), ":", color=f"C{i}", lw=1)
-    a.set(xlabel="d = √KL(π_n ‖ π_0)", ylabel="gold gain over n = 1",
+    a.set(xlabel="d = √KL(π_n ‖ π_0)", ylabel="gain over n = 1",
           title=f"Best-of-n by the proxy ({m_mid} pairs); dotted: d(α−βd)")  # fmt: skip
     for j, m in enumerate(cfg["pair_counts"]):
         params = [_mean(proxies, "params", size=n) for n in names]
@@ -341,7 +343,7 @@ def _plot(proxies, rl_rows, points, cfg, path):
         ax.set_xscale("log", base=2)
         ax.xaxis.set_minor_formatter(NullFormatter())
     b.set(xlabel="proxy parameters", ylabel="fitted β",
-          title="Overoptimization coefficient β vs proxy size (BoN: β of d(α−βd))")  # fmt: skip
+          title="Overoptimization coefficient β vs proxy size")  # fmt: skip
     c.set(xlabel="proxy parameters", ylabel="peak gold reward",
           title="Best gold reward best-of-n reaches")  # fmt: skip
     for i, r in enumerate(rl_rows):
@@ -355,7 +357,7 @@ def _plot(proxies, rl_rows, points, cfg, path):
         d.plot(grid, np.asarray(theory.gao_rl(grid, r["rl_rl_alpha"], r["rl_rl_beta"])), ":",
                color=f"C{i}", lw=1)  # fmt: skip
     d.set(xlabel="d = √KL(π ‖ π_SFT)", ylabel="gain over the SFT policy",
-          title="RL (RLOO) on the proxy, exact at checkpoints; dotted: d(α−β log d)")  # fmt: skip
+          title="RL (RLOO) on the proxy, exact; dotted: d(α−β log d)")  # fmt: skip
     if not rl_rows:
         d.text(0.5, 0.5, "no RL runs in this variant", ha="center", transform=d.transAxes)
     for ax in (a, b, c, d):
