@@ -93,8 +93,8 @@ class SizeTrend(NamedTuple):
 def size_trend(sizes: Float[np.ndarray, " K"], values: Float[np.ndarray, " K"]) -> SizeTrend:
     """The slope b of values ≈ a + b log2(size) (least squares) and Spearman's ρ(size, value).
 
-    Gao et al. (arXiv 2210.10760, Figure 3) find β_bon and β_rl falling smoothly in the log of
-    the reward model's parameter count: slope < 0, ρ = -1.
+    Gao et al. (arXiv 2210.10760, Figure 3) find β_bon and β_rl falling smoothly, close to
+    linearly, in the log of the reward model's parameter count: slope < 0.
 
     Args:
       sizes: model sizes (e.g. parameter counts) > 0, [K], K ≥ 2.
