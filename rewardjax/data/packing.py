@@ -28,6 +28,12 @@ Public API (what `rewardjax.data.batches` uses, and what a benchmark may call di
   padding fractions measured on the batches given (`batches` probes the first epoch's).
 - `PackingPlan.rows_for(needed)`: the row count a batch that needs `needed` rows is padded to.
 
+Consumers: `rewardjax.train.steps.reward_model_step` (pairs, every head),
+`ranked_reward_model_step`, `dpo_step` and `reference_logps` (the DPO family), `sft_step` take
+packed batches as they are (they test `is_packed(batch)`); `models.score_packed` (rewards
+`[R, S, K]`) and `models.prefix.packed_logprobs` (log-probs `[R, S, K]`) are the model-side
+pieces. The trainers set `packing` from `config.train.packing` (`train.data.with_packing`).
+
 Layout of a packed batch (numpy, int32 unless said; R rows, L tokens, S slots, K responses):
 
 - `tokens [R, L]`; `segment_ids [R, L]`: 0 on padding, s + 1 on the example in slot s of the row;

@@ -1,8 +1,9 @@
 """Packed batches (rewardjax.data.packing) in the train steps: the reward-model pairwise step
 (rewards of every head), the ranked-list step, the DPO step (with its reference log-probs) and the
 SFT step give the rewards, losses, metrics and gradients (parameters after one SGD step) of the
-unpacked, unshared computation on the padded batch of the same examples; and smoke reward-model,
-DPO and SFT runs give the same metrics with config.train.packing on and off."""
+unpacked, unshared computation on the padded batch of the same examples; and a smoke SFT run gives
+the same metrics with config.train.packing on and off (the reward-model and DPO smoke runs:
+tests/train/test_prefix_sharing_runs.py)."""
 
 import functools
 import importlib.util
@@ -25,7 +26,6 @@ from rewardjax.models import (
     score_packed,
     score_pairs,
 )
-from rewardjax.train import defaults
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps import (
     dpo_step,
@@ -211,29 +211,25 @@ def test_sft_step_on_a_packed_batch_equals_the_padded_step():
     _assert_same_step(step(_state(params), padded, rng), step(_state(params), packed, rng))
 
 
-def _config(task, packed):
-    if task == "reward_model":
-        c = defaults.reward_model_config()
-    else:
-        path = Path(__file__).resolve().parents[2] / "configs" / f"{task}.py"
-        spec = importlib.util.spec_from_file_location(task, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        c = module.get_config()
-    defaults.smoke_overrides(c)
+def _sft_config(packed):
+    path = Path(__file__).resolve().parents[2] / "configs" / "sft.py"
+    spec = importlib.util.spec_from_file_location("sft", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config("smoke")
     c.train.num_steps, c.train.log_every, c.train.checkpoint_every = 2, 1, 2
     c.data.synthetic.num_train_pairs, c.data.synthetic.num_eval_pairs = 16, 16
     c.train.packing = packed
+    c.train.packing_length = 24  # two smoke examples (prompt 4 + response 8) per row
     c.eval.enabled = False
     return c
 
 
-@pytest.mark.parametrize("task", ["reward_model", "dpo", "sft"])
-def test_smoke_run_metrics_are_the_same_with_packing_on_and_off(task, tmp_path):
-    off = train.run(_config(task, False), str(tmp_path / "off"))["train"]
-    on = train.run(_config(task, True), str(tmp_path / "on"))["train"]
-    # Synthetic pairs all have one length: rows of one example each, no padding.
-    assert 0 <= on["padding_fraction"] < 1 and "padding_fraction" not in off
+def test_sft_smoke_run_metrics_are_the_same_with_packing_on_and_off(tmp_path):
+    off = train.run(_sft_config(False), str(tmp_path / "off"))["train"]
+    on = train.run(_sft_config(True), str(tmp_path / "on"))["train"]
+    # Synthetic examples all have one length: two per row exactly, no padding.
+    assert on["padding_fraction"] == 0 and "padding_fraction" not in off
     keys = sorted(k for k in off if k not in ("step", "time", "steps_per_sec"))
     assert keys
     for k in keys:

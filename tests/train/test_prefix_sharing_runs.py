@@ -1,7 +1,8 @@
-"""config.train.prefix_sharing end to end: a smoke reward-model run (with its evaluation) and a
-smoke DPO run give the same metrics with the switch on (pairs as one row [prompt | chosen |
-rejected], arXiv 2410.20305) and off, and the shared path is the one actually taken; ranked lists
-give the same loss and gradient as one shared row per list."""
+"""config.train.prefix_sharing and config.train.packing end to end: a smoke reward-model run (with
+its evaluation) and a smoke DPO run give the same metrics with the switches on (pairs as one row
+[prompt | chosen | rejected], arXiv 2410.20305; packed training batches) and off, and the shared
+path is the one actually taken; ranked lists give the same loss and gradient as one shared row
+per list. (The SFT smoke run with packing on and off: tests/train/test_packed_steps.py.)"""
 
 import importlib.util
 from pathlib import Path
@@ -19,13 +20,14 @@ from rewardjax.train.steps import policy as policy_module
 from rewardjax.train.steps import ranked_loss
 
 
-def _config(task, sharing):
+def _config(task, sharing, packing=False):
     c = defaults.reward_model_config() if task == "reward_model" else _dpo_config()
     defaults.smoke_overrides(c)
     c.train.num_steps, c.train.log_every, c.train.checkpoint_every = 1, 1, 1
     c.data.synthetic.num_train_pairs, c.data.synthetic.num_eval_pairs = 16, 16
     c.train.prefix_sharing = sharing
-    c.train.packing = False  # the padded batches, shared on device (packing: test_packed_steps)
+    c.train.packing = packing
+    c.train.packing_length = 40  # two smoke pairs (4 + 8 + 8 tokens) per row
     c.eval.enabled = task == "reward_model"
     return c
 
@@ -39,9 +41,11 @@ def _dpo_config():
 
 
 @pytest.mark.parametrize("task", ["reward_model", "dpo"])
-def test_smoke_run_metrics_are_the_same_with_and_without_prefix_sharing(
+def test_smoke_run_metrics_are_the_same_with_and_without_prefix_sharing_and_packing(
     task, tmp_path, monkeypatch
 ):
+    """Off (padded rows apart) against packed training batches (the defaults; the reward model's
+    evaluation shares prefixes on device) and, for DPO, padded batches shared on device."""
     calls = []
 
     def spy(*args, **kwargs):
@@ -52,18 +56,25 @@ def test_smoke_run_metrics_are_the_same_with_and_without_prefix_sharing(
     monkeypatch.setattr(module, "share_prefix", spy)
     off = train.run(_config(task, False), str(tmp_path / "off"))
     assert not calls
-    on = train.run(_config(task, True), str(tmp_path / "on"))
-    # Synthetic smoke pairs: prompt 4 + two responses of 8 = 20 tokens per shared row instead of
-    # 2 rows of 12.
-    assert calls and set(calls) == {20}
-    sections = ("train", "eval") if task == "reward_model" else ("train",)
-    for section in sections:
-        a, b = off[section], on[section]
-        keys = sorted(k for k in a if k not in ("step", "time", "steps_per_sec"))
-        assert keys and keys == sorted(k for k in b if k not in ("step", "time", "steps_per_sec"))
-        for k in keys:
-            if isinstance(a[k], float | int):
-                assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-5), (section, k)
+    variants = {"packed": (True, True)}
+    if task == "dpo":
+        variants["shared"] = (True, False)
+    for name, (sharing, packing) in variants.items():
+        calls.clear()
+        on = train.run(_config(task, sharing, packing), str(tmp_path / name))
+        # Synthetic smoke pairs: prompt 4 + two responses of 8 = 20 tokens per shared row
+        # instead of 2 rows of 12; packed DPO training never shares on device.
+        assert set(calls) == (set() if (task, name) == ("dpo", "packed") else {20})
+        assert ("padding_fraction" in on["train"]) == packing
+        sections = ("train", "eval") if task == "reward_model" else ("train",)
+        skip = ("step", "time", "steps_per_sec", "padding_fraction")
+        for section in sections:
+            a, b = off[section], on[section]
+            keys = sorted(k for k in a if k not in skip)
+            assert keys and keys == sorted(k for k in b if k not in skip)
+            for k in keys:
+                if isinstance(a[k], float | int):
+                    assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-5), (name, section, k)
 
 
 def test_ranked_list_loss_and_gradient_are_the_same_with_one_shared_row_per_list():
