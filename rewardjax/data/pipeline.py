@@ -329,7 +329,8 @@ def batches(
     """A grain pipeline of batches of `dataset` for one shard (see the module docstring).
 
     Args:
-      dataset: from `encode_records` (or `pack_sft`, or the synthetic task).
+      dataset: from `encode_records` (or `pack_sft`, or the synthetic task); with `packing`
+        set (pairs, ranked lists, SFT), packed batches of the same examples.
       global_batch_size: examples per step over all shards; this shard yields
         `global_batch_size // shard_count` per batch.
       seed: shuffle seed (each epoch is permuted differently); None keeps the file order.
@@ -342,6 +343,8 @@ def batches(
 
     Returns:
       A `grain.IterDataset`; `iter(...)` gives an iterator with `get_state()` and `set_state()`.
+      Its `packing` attribute: the `packing.PackingPlan` when `dataset.packing` is set (then the
+      batches are packed, `packing`'s layout), else None.
     """
     if shard_count is None or shard_index is None:
         import jax
