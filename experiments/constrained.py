@@ -83,6 +83,8 @@ def _rl(cfg, workdir, sft, paths, thresholds):
     """One RL run of the real trainer; returns its work directory."""
     c = _world.world_config("rl", "rloo")
     c.init_from = sft
+    if cfg.get("rl_seed") is not None:  # the rollouts' and batches' seed (default: the world's)
+        c.seed = cfg["rl_seed"]
     c.train.batch_size, c.rl.num_samples = cfg["rl_batch"], cfg["rl_samples"]
     c.rl.kl.beta, c.rl.log_samples = cfg["rl_beta"], 0
     c.optimizer.learning_rate, c.optimizer.warmup_steps = cfg["rl_lr"], 0
