@@ -5,8 +5,8 @@ One step of the loop is one iteration:
 1. sample N completions for each of the P prompts of the batch with the jitted KV-cache sampler
    (temperature, top-k, top-p), keeping each token's log-prob under the sampled distribution;
 2. score them with the configured reward function (`rl_rewards`: the synthetic task's gold
-   reward, a trained reward model, a rule on text, a verifiable answer, a rubric, or a weighted
-   combination), and on the
+   reward, a trained reward model, a bigram reward table, a rule on text, a verifiable answer, a
+   rubric, or a weighted combination, optionally constrained: see below), and on the
    synthetic task with the gold reward too, for the metrics;
 3. in one jitted update: the reference's log-probs, the KL (in the reward, or in the loss),
    advantages (`rl.advantages`), then `num_epochs` passes of `num_minibatches` updates of the
