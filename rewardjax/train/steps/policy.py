@@ -11,7 +11,7 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from rewardjax import losses
-from rewardjax.models.prefix import PackedRows, branch_logprobs, packed_logprobs, share_prefix
+from rewardjax.models.prefix import PackedRows, packed_logprobs, share_prefix
 from rewardjax.train.state import TrainState
 from rewardjax.train.steps.common import (
     Batch,
@@ -74,28 +74,27 @@ def pair_logps(
 
     Without `prefix_length`: one forward over the stacked `[2B, T]` rows (`completion_logps`).
     With it: one forward over `[B, L]` prefix-shared rows `[prompt | chosen | rejected]`
-    (`models.prefix.share_prefix`, `branch_logprobs`), the prompt computed once; `logits_fn` is
-    then called with `branch_ids=` (Wang et al., "Accelerating Direct Preference Optimization
-    with Prefix Sharing", arXiv 2410.20305). A packed batch (`rewardjax.data.packing`): one
-    forward over its `[R, L]` rows (`models.prefix.packed_logprobs`), each `[R * S]` (example
-    slots, `examples`). All give the same values.
+    (`models.prefix.share_prefix`), the prompt computed once; `logits_fn` is then called with
+    `branch_ids=` (Wang et al., "Accelerating Direct Preference Optimization with Prefix
+    Sharing", arXiv 2410.20305). A packed batch (`rewardjax.data.packing`): one forward over its
+    `[R, L]` rows, each `[R * S]` (example slots, `examples`). Shared rows are packed rows of one
+    pair each (`SharedRows.packed`): both go through `models.prefix.packed_logprobs`. All give
+    the same values.
     """
     if is_packed(batch):
         rows = PackedRows.of(batch)
-        logits = logits_fn(params, rows.tokens, rows.segment_ids, branch_ids=rows.branch_ids)
-        logps, lengths = (x.reshape(-1, 2) for x in packed_logprobs(logits, rows))
-        return logps[:, 0], logps[:, 1], lengths[:, 0], lengths[:, 1]
-    if prefix_length is None:
+    elif prefix_length is None:
         logps, lengths = completion_logps(params, *_stack_pairs(batch), logits_fn=logits_fn)
         n = logps.shape[0] // 2
         return logps[:n], logps[n:], lengths[:n], lengths[n:]
-    stacked = [
-        jnp.stack([batch[f"chosen_{k}"], batch[f"rejected_{k}"]], axis=1)
-        for k in ("tokens", "mask", "completion_mask")
-    ]
-    rows = share_prefix(*stacked, length=prefix_length)
-    logits = logits_fn(params, rows.tokens, rows.mask, branch_ids=rows.branch_ids)
-    logps, lengths = branch_logprobs(logits, rows)
+    else:  # prefix-shared on device: packed rows of one pair each
+        stacked = [
+            jnp.stack([batch[f"chosen_{k}"], batch[f"rejected_{k}"]], axis=1)
+            for k in ("tokens", "mask", "completion_mask")
+        ]
+        rows = share_prefix(*stacked, length=prefix_length).packed()
+    logits = logits_fn(params, rows.tokens, rows.segment_ids, branch_ids=rows.branch_ids)
+    logps, lengths = (x.reshape(-1, 2) for x in packed_logprobs(logits, rows))
     return logps[:, 0], logps[:, 1], lengths[:, 0], lengths[:, 1]
 
 
