@@ -69,7 +69,8 @@ def settings(smoke: bool) -> dict:
             beta=0.01,
             lr=1e-3,
             steps=160,
-            every=20,
+            # checkpoints evaluated exactly: dense early, where the gold peaks
+            stops=[5, 10, 15, 20, 30, 40, 60, 80, 100, 120, 140, 160],
             prompts_per_step=16,
             samples=8,
             rm_steps=400,
@@ -160,7 +161,7 @@ def _train_proxy(rm_workdir, task, law, steps):
 
 
 def _rl_runs(workdir, law, proxy, r):
-    """GRPO against each transformed proxy; every `every` steps the policy's exact point."""
+    """GRPO against each transformed proxy; the policy's exact point at each of `stops`."""
     reference = np.log(law.probs)
     out = {}
     for name in shaping.SHAPINGS:
@@ -171,11 +172,11 @@ def _rl_runs(workdir, law, proxy, r):
         c.reward.transform = "" if name == "raw" else name
         c.rl.kl.beta, c.optimizer.learning_rate = r["beta"], r["lr"]
         c.train.batch_size, c.rl.num_samples = r["prompts_per_step"], r["samples"]
-        c.train.num_steps, c.train.checkpoint_every = r["steps"], r["every"]
-        c.train.log_every = r["every"] // 2
+        c.train.num_steps, c.train.checkpoint_every = r["steps"], 5
+        c.train.log_every = 5
         rl_workdir = os.path.join(workdir, f"rl_{name}")
         out[name] = [(0, lab.policy_point(reference, law, proxy=proxy))]  # the SFT policy
-        for stop in range(r["every"], r["steps"] + 1, r["every"]):
+        for stop in r["stops"]:
             c.train.stop_at_step = stop
             train.run(c, rl_workdir)
             model, params, _ = lab.load_policy(rl_workdir)
@@ -220,9 +221,11 @@ def _sections(out, cfg, law, seconds):
         text += [
             "## Transformer proxy: RL runs and exact optima\n",
             f"GRPO, β = {r['beta']}, lr {r['lr']}, {r['steps']} steps of {r['prompts_per_step']} "
-            f"prompts × {r['samples']} completions, a checkpoint every {r['every']} steps (exact "
+            f"prompts × {r['samples']} completions, checkpoints at steps {r['stops']} (exact "
             "KL, gold, proxy: `points.csv`, family RL). Peak gold and the KL where it is reached "
-            "(where hacking starts: gold falls beyond it); NaN: the run did not reach that KL.\n",
+            "(where hacking starts: gold falls beyond it). An RL run's KL is not monotone in its "
+            "steps: its gold at a KL is interpolated between its checkpoints sorted by KL; NaN: "
+            "the run did not reach that KL. One seed per run.\n",
             "### RL (checkpoints, exact)\n",
             markdown_table(header, rows([rl_curves]), floatfmt=".3f"),
             "\n### Exact optima of the same proxy\n",
