@@ -387,7 +387,8 @@ def plan_packing(
         if longest > length:
             raise ValueError(
                 f"Packing.length={length} is shorter than the longest example ({longest} tokens "
-                f"laid out prefix-shared): raise it to >= {longest}, or leave it None."
+                f"laid out prefix-shared): raise it to >= {longest}, or leave it None (in a "
+                "trainer: config.train.packing_length)."
             )
     k = len(dataset.examples[0]["seqs"])
     local = len(index_batches[0]) // shard_count
