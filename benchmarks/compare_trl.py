@@ -1,15 +1,15 @@
 """rewardjax vs TRL train steps, side by side: pairs/s of each, the ratio, padding and FLOPs.
 
     bash benchmarks/setup_trl_env.sh .venv-trl          # once: the separate TRL environment
-    .venv/bin/python benchmarks/compare_trl.py [--rounds 3] [--cpus 0] [--layout shared] \\
+    .venv/bin/python benchmarks/compare_trl.py [--rounds 3] [--cpus 0] [--layout packed] \\
         [--trl_python .venv-trl/bin/python] [--lengths fixed|realistic] \\
         [any flag of preference_pairs.add_arguments, e.g. --batch_size 16 --steps 20]
 
 Runs `rewardjax_train_benchmark.py` with this Python (the project venv) and `trl_benchmark.py`
 with the TRL venv's, one after the other (never at once: they would share the cores), with the same
 model shape, data, length mix and batch flags; `--layout` goes to the rewardjax side only
-(`shared`: prefix sharing, the default; `padded`: no sharing; `packed`: prefix-shared pairs
-packed into rows, `rewardjax.data.packing`). With `--rounds k` the two alternate
+(`packed`, the default: prefix-shared pairs packed into rows, `rewardjax.data.packing`;
+`shared`: prefix sharing without packing; `padded`: neither). With `--rounds k` the two alternate
 k times (the first side alternating too: rewardjax first in even rounds, TRL in odd ones), and the
 summary gives the range over rounds of each side and of the per-round ratio (never the best round
 alone), so a burst of load from other processes penalises neither side more than the other.
@@ -77,11 +77,11 @@ def main() -> None:
     parser.add_argument("--trl_python", default=os.path.join(".venv-trl", "bin", "python"))
     parser.add_argument(
         "--layout",
-        choices=("shared", "padded", "packed"),
-        default="shared",
-        help="rewardjax's layout (rewardjax_train_benchmark.py --layout): shared = prefix "
-        "sharing (default), padded = chosen and rejected rows apart, packed = prefix-shared "
-        "pairs packed into fixed-length rows",
+        choices=("packed", "shared", "padded"),
+        default="packed",
+        help="rewardjax's layout (rewardjax_train_benchmark.py --layout): packed = prefix-shared "
+        "pairs packed into fixed-length rows (default, as config.train.packing), shared = "
+        "prefix sharing alone, padded = chosen and rejected rows apart",
     )
     parser.add_argument(
         "--cpu_devices",

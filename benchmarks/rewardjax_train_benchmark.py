@@ -12,16 +12,17 @@ batches come from `preference_pairs.py` (the same as `trl_benchmark.py`, either 
 
 Layouts (`--layout`):
 
-- `shared` (default, as `config.train.prefix_sharing` trains): each pair is one prefix-shared row
+- `packed` (default, as `config.train.packing` trains): host-side packing
+  (`rewardjax.data.packing.pack_examples`): each pair laid out prefix-shared, the pairs of a batch
+  packed first-fit decreasing into rows of `--pack_length` tokens (default: the longest pair of
+  the run, rounded up to 8), the row count of every batch padded to the largest any batch needs
+  (one shape);
+- `shared` (`config.train.prefix_sharing` without packing): each pair is one prefix-shared row
   `[prompt | chosen | rejected]` (`prefix_length=` of the steps, `models.share_prefix`; Wang et
   al., arXiv 2410.20305), the rows of a batch padded to `preference_pairs.bucket` of the batch's
   longest `P + C_c + C_r`;
 - `padded`: chosen and rejected as 2B rows right-padded to the bucket of the batch's longest row
-  (128 tokens for every batch of the fixed mix, as the original benchmark);
-- `packed`: host-side packing (`rewardjax.data.packing.pack_examples`, as `config.data.packing`
-  trains): each pair laid out prefix-shared, the pairs of a batch packed first-fit decreasing
-  into rows of `--pack_length` tokens (default: the longest pair of the run, rounded up to 8),
-  the row count of every batch padded to the largest any batch needs (one shape).
+  (128 tokens for every batch of the fixed mix, as the original benchmark).
 
 Every distinct shape is compiled ahead of time (`jit(...).lower(...).compile()`, counted and timed
 in `compilations` / `compile_seconds`) before the first step, so no step waits on a compilation.
@@ -293,11 +294,11 @@ def main() -> None:
     preference_pairs.add_arguments(parser)
     parser.add_argument(
         "--layout",
-        choices=("shared", "padded", "packed"),
-        default="shared",
-        help="shared: one prefix-shared row [prompt | chosen | rejected] per pair (the default "
-        "of config.train.prefix_sharing); padded: chosen and rejected rows apart, no sharing; "
-        "packed: prefix-shared pairs packed into rows of --pack_length (rewardjax.data.packing)",
+        choices=("packed", "shared", "padded"),
+        default="packed",
+        help="packed (default, as config.train.packing): prefix-shared pairs packed into rows of "
+        "--pack_length (rewardjax.data.packing); shared: one prefix-shared row [prompt | chosen "
+        "| rejected] per pair; padded: chosen and rejected rows apart, no sharing",
     )
     parser.add_argument(
         "--pack_length",
