@@ -74,13 +74,14 @@ def settings(smoke: bool) -> dict:
     )
 
 
-def _world_of(c: ml_collections.ConfigDict, quick: ml_collections.ConfigDict):
+def _policy(c: ml_collections.ConfigDict, quick: ml_collections.ConfigDict, width: int) -> None:
+    """An SFT or RL config `c` on the quickstart's world (`quick`), its policy 1 layer wide
+    `width`, in place."""
     for k in _WORLD:
         c.data.synthetic[k] = quick.data.synthetic[k]
+    c.model.update(dict(preset="tiny", n_layers=1, d_model=width, d_ff=2 * width))
     c.model.vocab_size = quick.model.vocab_size
-    c.train.progress_bar = False
-    c.eval.enabled = False
-    return c
+    c.train.progress_bar = c.eval.enabled = False
 
 
 def stage_configs(workdir: str, cfg: dict) -> dict[str, ml_collections.ConfigDict]:
@@ -101,11 +102,8 @@ def stage_configs(workdir: str, cfg: dict) -> dict[str, ml_collections.ConfigDic
                 out[f"rm_{_size(layers, width)}_n{m}_s{seed}"] = c
     if not cfg["rl_steps"]:
         return out
-    policy = lambda c: _world_of(c, quick).model.update(
-        dict(preset="tiny", n_layers=1, d_model=cfg["policy_width"], d_ff=2 * cfg["policy_width"])
-    )
     c = load_config("sft")
-    policy(c)
+    _policy(c, quick, cfg["policy_width"])
     c.data.synthetic.beta = 0.0  # coin-flip labels: the chosen responses are base-chain samples
     c.data.synthetic.num_train_pairs = cfg["sft_pairs"]
     c.train.batch_size = 64
@@ -114,7 +112,7 @@ def stage_configs(workdir: str, cfg: dict) -> dict[str, ml_collections.ConfigDic
     out["sft"] = c
     for layers, width in cfg["sizes"]:
         c = load_config("rl", "rloo")
-        policy(c)
+        _policy(c, quick, cfg["policy_width"])
         c.init_from = os.path.join(workdir, "sft")
         c.data.synthetic.num_train_pairs = cfg["sft_pairs"]  # the prompts
         c.train.batch_size, c.rl.num_samples = 16, 8
