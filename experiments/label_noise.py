@@ -244,7 +244,7 @@ def _bon_gold_at(config, workdir, task, ref, kls, max_log2_n):
 def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> list[dict]:
     """Trains the DPO-family runs (resuming finished ones), writes `<workdir>`'s report; returns
     one row per run: loss, flip_rate, seed, final kl / gold, the SFT policy's gold, gold at the
-    common KL grid (its KLs: `kl_grid`), and
+    KLs `kl_grid` common to the runs at its flip rate, and
     (full variant) best-of-n's gold at the run's final KL."""
     start, cpu = time.time(), time.process_time()
     cfg = dpo_settings(smoke)
@@ -256,8 +256,11 @@ def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> lis
         train.run(c, os.path.join(workdir, name))
     names = [n for n in configs if not n.startswith("rm_")]
     paths = {n: runs.checkpoint_path(os.path.join(workdir, n), ref) for n in names}
-    top = min(float(p.kl.max()) for p in paths.values())
-    grid = np.floor(np.linspace(0, top, 4)[1:] * 1000) / 1000  # inside every path
+    flip_of = {n: float(configs[n].data.synthetic.flip_rate) for n in names}
+    grids = {}  # per flip rate: thirds of the KL every run at that rate reaches
+    for flip in cfg["flip_rates"]:
+        top = min(float(paths[n].kl.max()) for n in names if flip_of[n] == flip)
+        grids[flip] = np.floor(np.linspace(0, top, 4)[1:] * 1000) / 1000  # inside every path
     sft_gold = float(np.mean(np.sum(ref.probs * ref.gold, -1)))
     rows = []
     for name in names:
@@ -271,8 +274,8 @@ def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> lis
             kl=float(p.kl[-1]),
             gold=float(p.gold[-1]),
             sft_gold=sft_gold,
-            gold_at_grid=runs.path_at_kl(p, grid).tolist(),
-            kl_grid=grid.tolist(),
+            gold_at_grid=runs.path_at_kl(p, grids[flip]).tolist(),
+            kl_grid=grids[flip].tolist(),
         )
         if cfg["bon_rm_steps"]:
             rm = f"rm_flip{flip:g}"
@@ -293,10 +296,11 @@ def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> lis
             }
             bon = [float(mean["bon_gold_at_kl"])] if cfg["bon_rm_steps"] else []
             at = map(float, mean["gold_at_grid"])
-            table.append([flip, loss, float(mean["kl"]), float(mean["gold"]), *bon, *at])
+            row = [flip, loss, float(mean["kl"]), float(mean["gold"]), *bon]
+            table.append([*row, ", ".join(f"{k:.3f}" for k in grids[flip]), *at])
     header = ["flip rate", "loss", "final KL", "final gold"]
     header += ["BoN gold at that KL"] if cfg["bon_rm_steps"] else []
-    header += [f"gold at KL={k:g}" for k in grid]
+    header += ["equal KLs K1, K2, K3", "gold at K1", "gold at K2", "gold at K3"]
     points = [
         dict(run=n, step=int(st), kl=float(k), gold=float(g))
         for n, p in paths.items()
@@ -307,7 +311,8 @@ def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> lis
         f"{cfg['steps']} steps of {cfg['batch_size']} pairs, from the SFT policy = the "
         "reference) on the quickstart's 512 pairs with labels flipped at the rate shown; cDPO and "
         "robust DPO are told that rate (label_smoothing). Every kept checkpoint judged exactly on "
-        f"{cfg['prompts']} prompts; KL to the SFT law (SFT gold {sft_gold:.3f}). Means over "
+        f"{cfg['prompts']} prompts; KL to the SFT law (SFT gold {sft_gold:.3f}); equal KLs: "
+        "thirds of the largest KL every run at that flip rate reaches. Means over "
         f"seeds {cfg['seeds']}."
         + (
             f" BoN: exact best-of-n by a scalar reward model trained {cfg['bon_rm_steps']} "
