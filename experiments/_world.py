@@ -3,6 +3,8 @@
 - `quickstart_world`: the world and every response to P prompts (exact base law and gold reward).
 - `world_config`: any `configs/<name>.py` (sft, reward_model, dpo, rl) on that world with the lab's
   small model, for runs of the real trainer (`train.run`, which resumes a finished stage).
+- `proxy_reward_model`: the quickstart's weak transformer proxy (its 512 pairs, 20 % flipped)
+  trained with the lab's small model; `lab.score_reward_model_run` scores it on every response.
 - `sft_reference`: the SFT policy of the world's base chain, the reference DPO and RL runs start
   from and are regularised to, and the law `law` with its exact probabilities in place of the base
   chain's (so the exact optimum, best-of-n and every trained policy share one reference).
@@ -104,3 +106,14 @@ def saved_config(workdir: str) -> ml_collections.ConfigDict:
         raise ValueError(f"{path}: no such file; give the work directory of a quickstart run.")
     with open(path, encoding="utf-8") as f:
         return ml_collections.ConfigDict(json.load(f))
+
+
+def proxy_reward_model(workdir: str, *, steps: int = 400) -> str:
+    """Trains (or finds) the quickstart's proxy with the lab's small model in `workdir`:
+    `configs/reward_model.py` on the quickstart's noisy pairs, its batch and learning rate."""
+    c = world_config("reward_model")
+    c.train.batch_size = 64
+    c.train.num_steps = c.train.checkpoint_every = steps
+    c.optimizer.learning_rate, c.optimizer.warmup_steps = 1e-3, 50
+    train.run(c, workdir)
+    return workdir

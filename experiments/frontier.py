@@ -37,14 +37,12 @@ from absl import app, flags
 from matplotlib.figure import Figure
 
 from experiments import _world
-from rewardjax import lab, parallel, train
+from rewardjax import lab, train
 from rewardjax.data import synthetic
 from rewardjax.evaluate import overoptimization as overopt
 from rewardjax.evaluate.report import markdown_table
 from rewardjax.lab import distill
 from rewardjax.lab import frontier as lab_frontier
-from rewardjax.train import data as train_data
-from rewardjax.train.tasks import reward_model
 
 GRID = np.array([0.5, 1.0, 2.0, 4.0, 8.0])  # KLs (nats) where families are compared
 RM = "transformer RM"  # the proxy the trained families optimise
@@ -83,7 +81,7 @@ def run(workdir: str, smoke: bool, rm_workdir: str | None = None) -> dict:
     s = config.data.synthetic
     join = lambda name: os.path.join(workdir, name)
     sft_dir, law = _world.sft_reference(join("sft"), base_law, steps=cfg["sft_steps"])
-    rm_workdir = rm_workdir or _train_reward_model(join("rm"), cfg["rm_steps"])
+    rm_workdir = rm_workdir or _world.proxy_reward_model(join("rm"), steps=cfg["rm_steps"])
     ns = 2.0 ** np.arange(cfg["max_log2_n"] + 1)
     lo, hi, count = cfg["betas"]
     betas = float(np.std(law.gold)) * np.geomspace(lo, hi, int(count))
@@ -96,8 +94,16 @@ def run(workdir: str, smoke: bool, rm_workdir: str | None = None) -> dict:
         proxies[f"bigram BT, {m} pairs"] = lab.score_bigram(
             table, law.prompts[:, -1], law.responses
         )
-    rm_model, rm_params = _load_reward_model(rm_workdir, task)
-    proxies[RM] = _transformer_proxy(rm_model, rm_params, rm_workdir, task, law)
+    scored = lab.score_reward_model_run(
+        rm_workdir, task, jax.random.PRNGKey(config.seed + 1), num_prompts=len(law.prompts),
+        field="--rm_workdir",
+    )  # fmt: skip
+    if not np.array_equal(scored.law.prompts, law.prompts):
+        raise ValueError(
+            f"--rm_workdir={rm_workdir}: scored on other prompts than the quickstart's; give a "
+            "run with the quickstart's seed."
+        )
+    proxies[RM] = scored.law.proxy
     studies = {k: overopt.exact_bon_study(law, ns, betas, proxy=p) for k, p in proxies.items()}
     base = float(np.mean(np.sum(law.probs * law.gold, -1)))  # the reference's gold reward
     first = next(iter(studies.values()))
@@ -148,7 +154,7 @@ def run(workdir: str, smoke: bool, rm_workdir: str | None = None) -> dict:
                 dict(proxy=RM, family=name, n=n, temperature=lam, kl=k, gold=g, proxy_reward=p,
                      gain_fraction=f)
             )  # fmt: skip
-    trained = _train_policies(workdir, cfg, sft_dir, rm_workdir, (rm_model, rm_params), task)
+    trained = _train_policies(workdir, cfg, sft_dir, rm_workdir, task)
     trained_rows = []
     for name, pdir in trained.items():
         model, params, _ = lab.load_policy(pdir)
@@ -209,18 +215,7 @@ def at_kl_value(curve, kl):
     return float(lab.at_kl(curve.kl, curve.gold, np.array([kl]))[0])
 
 
-def _train_reward_model(workdir, steps):
-    """The transformer proxy: `configs/reward_model.py` on the quickstart's pairs (512, 20 %
-    flipped) with the lab's small model, the quickstart's batch and learning rate."""
-    c = _world.world_config("reward_model")
-    c.train.batch_size = 64
-    c.train.num_steps = c.train.checkpoint_every = steps
-    c.optimizer.learning_rate, c.optimizer.warmup_steps = 1e-3, 20
-    train.run(c, workdir)
-    return workdir
-
-
-def _train_policies(workdir, cfg, sft_dir, rm_workdir, rm, task) -> dict[str, str]:
+def _train_policies(workdir, cfg, sft_dir, rm_workdir, task) -> dict[str, str]:
     """Trains (or finds) the DPO, GRPO and BOND runs, all from the SFT reference; returns
     run name -> work directory."""
     join = lambda name: os.path.join(workdir, name)
@@ -246,17 +241,19 @@ def _train_policies(workdir, cfg, sft_dir, rm_workdir, rm, task) -> dict[str, st
         train.run(c, join(f"{algorithm}_beta{beta:g}"))
         out[f"{algorithm.upper()} β={beta:g}"] = join(f"{algorithm}_beta{beta:g}")
     if cfg["bond_n"]:
-        out.update(_train_bond(workdir, cfg, sft_dir, rm, task))
+        out.update(_train_bond(workdir, cfg, sft_dir, rm_workdir, task))
     return out
 
 
-def _train_bond(workdir, cfg, sft_dir, rm, task) -> dict[str, str]:
+def _train_bond(workdir, cfg, sft_dir, rm_workdir, task) -> dict[str, str]:
     """BOND by forward KL: SFT (the real trainer, from π_ref) on responses drawn from the exact
     best-of-n law of π_ref by the proxy, on training prompts the evaluation does not use."""
     config = _world.quickstart_config()
     key = jax.random.PRNGKey(config.seed + 2)  # not the evaluation's prompts (seed + 1)
-    prompts_law = overopt.synthetic_response_law(task, *rm, key, num_prompts=cfg["bond_prompts"])
-    proxy = prompts_law.proxy if prompts_law.proxy.ndim == 2 else prompts_law.proxy.mean(0)
+    prompts_law = lab.score_reward_model_run(
+        rm_workdir, task, key, num_prompts=cfg["bond_prompts"]
+    ).law
+    proxy = prompts_law.proxy
     model, params, _ = lab.load_policy(sft_dir)
     ref = np.exp(lab.response_logprobs(model, params, prompts_law))
     ref /= ref.sum(-1, keepdims=True)
@@ -285,32 +282,6 @@ def _train_bond(workdir, cfg, sft_dir, rm, task) -> dict[str, str]:
         train.run(c, os.path.join(workdir, f"bond_n{n}"))
         out[f"BOND n={n}"] = os.path.join(workdir, f"bond_n{n}")
     return out
-
-
-def _load_reward_model(rm_workdir, task):
-    saved = _world.saved_config(rm_workdir)
-    mesh = parallel.mesh_from_config(saved.mesh)
-    rules = parallel.logical_rules(saved.sharding_rules.to_dict())
-    model, params = reward_model.load_trained(rm_workdir, mesh, rules, field="--rm_workdir")
-    if train_data.markov_task(saved.data.synthetic).length != task.length:
-        raise ValueError(
-            f"--rm_workdir={rm_workdir}: trained on another world than the quickstart's."
-        )
-    return model, params
-
-
-def _transformer_proxy(model, params, rm_workdir, task, law):
-    saved = _world.saved_config(rm_workdir)
-    full = overopt.synthetic_response_law(
-        task, model, params, jax.random.PRNGKey(saved.seed + 1), num_prompts=len(law.prompts)
-    )
-    proxy = full.proxy if full.proxy.ndim == 2 else full.proxy.mean(0)
-    if not np.array_equal(full.prompts, law.prompts):
-        raise ValueError(
-            f"--rm_workdir={rm_workdir}: its seed ({saved.seed}) gives other prompts than the "
-            "quickstart's; give a run with the quickstart's seed."
-        )
-    return proxy
 
 
 def _plot(gold_curves, studies, soft, trained_rows, path):

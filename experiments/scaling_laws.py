@@ -10,7 +10,7 @@ reward's peak, and both of Gao et al.'s forms fitted to gold against d = √KL. 
 of the quickstart world is optimised by KL-regularised RL (`configs/rl.py:rloo`) against the
 proxies of every size trained on the middle number of pairs; each saved checkpoint's KL to the
 SFT policy and its gold and proxy reward are EXACT sums over its law on the enumerated responses
-(`lab.scaling.checkpoint_points`), and both forms are fitted to them too. Reported: α, β, R² of
+(`lab.checkpoint_path`), and both forms are fitted to them too. Reported: α, β, R² of
 both forms for every proxy, and the trend of β with the proxy's parameter count.
 
 Runs, each in `<workdir>/<stage>` (a rerun resumes): `rm_L<layers>d<width>_n<pairs>_s<seed>`,
@@ -22,7 +22,6 @@ arXiv 2210.10760 (Figures 1-3: gold vs d under best-of-n and RL, β falling with
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 
@@ -42,15 +41,6 @@ _WORLD = (
     "seed", "vocab_size", "length", "prompt_length", "concentration", "memoryless", "reward",
     "reward_scale", "pattern", "pattern_bonus",
 )  # fmt: skip
-
-
-def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    """`configs/<name>.py`'s get_config(arg)."""
-    path = os.path.join(_world.REPO, "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"configs.{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def settings(smoke: bool) -> dict:
@@ -102,7 +92,7 @@ def stage_configs(workdir: str, cfg: dict) -> dict[str, ml_collections.ConfigDic
                 out[f"rm_{_size(layers, width)}_n{m}_s{seed}"] = c
     if not cfg["rl_steps"]:
         return out
-    c = load_config("sft")
+    c = _world.load_config("sft")
     _policy(c, quick, cfg["policy_width"])
     c.data.synthetic.beta = 0.0  # coin-flip labels: the chosen responses are base-chain samples
     c.data.synthetic.num_train_pairs = cfg["sft_pairs"]
@@ -111,7 +101,7 @@ def stage_configs(workdir: str, cfg: dict) -> dict[str, ml_collections.ConfigDic
     c.optimizer.learning_rate, c.optimizer.warmup_steps = 3e-3, 10
     out["sft"] = c
     for layers, width in cfg["sizes"]:
-        c = load_config("rl", "rloo")
+        c = _world.load_config("rl", "rloo")
         _policy(c, quick, cfg["policy_width"])
         c.init_from = os.path.join(workdir, "sft")
         c.data.synthetic.num_train_pairs = cfg["sft_pairs"]  # the prompts
@@ -157,7 +147,7 @@ def run(workdir: str, smoke: bool) -> dict:
     proxies, points, scored = [], [], {}
     for name in (n for n in configs if n.startswith("rm_")):
         c = configs[name]
-        s = scaling.score_reward_model_run(
+        s = lab.score_reward_model_run(
             os.path.join(workdir, name), task, key, num_prompts=cfg["prompts"]
         )
         assert np.array_equal(s.law.prompts, law.prompts), name
@@ -180,18 +170,13 @@ def run(workdir: str, smoke: bool) -> dict:
     rl_rows = []
     if "sft" in configs:
         model, params, _ = lab.load_policy(os.path.join(workdir, "sft"))
-        reference = lab.response_logprobs(model, params, law)
+        ref_law = law._replace(probs=np.exp(lab.response_logprobs(model, params, law)))
         for name in (n for n in configs if n.startswith("rl_")):
             proxy_dir = configs[name].reward.model_workdir
             proxy = scored[os.path.basename(proxy_dir)]
-            base = lab.policy_point(reference, law, reference_logprobs=reference, proxy=proxy)
-            saved = scaling.checkpoint_points(
-                os.path.join(workdir, name), law, reference_logprobs=reference, proxy=proxy
-            )
-            curve = [scaling.CheckpointPoint(0, base), *saved]
-            kl = np.array([c.point.kl for c in curve])
-            gold = np.array([c.point.gold for c in curve])
-            fits = scaling.fit_gao_forms(kl, gold, gold_init=base.gold)
+            path = lab.checkpoint_path(os.path.join(workdir, name), ref_law, proxy=proxy)
+            kl, gold = path.kl, path.gold
+            fits = scaling.fit_gao_forms(kl, gold, gold_init=gold[0])
             rm = next(r for r in proxies if r["run"] == os.path.basename(proxy_dir))
             i = int(np.argmax(gold))
             rl_rows.append(
@@ -201,13 +186,11 @@ def run(workdir: str, smoke: bool) -> dict:
                     drop=float(gold[i] - gold[-1]), **_fit_fields("rl", fits),
                 )
             )  # fmt: skip
-            for c in curve:
-                p = c.point
+            for step, k, g, p in zip(path.step, kl, gold, path.proxy):
                 points.append(
                     dict(
-                        kind="rl", run=name, step=c.step, kl=p.kl, d=np.sqrt(max(p.kl, 0.0)),
-                        gold=p.gold, proxy=p.proxy, gold_gain=p.gold - base.gold,
-                        proxy_gain=p.proxy - base.proxy,
+                        kind="rl", run=name, step=int(step), kl=k, d=np.sqrt(max(k, 0.0)),
+                        gold=g, proxy=p, gold_gain=g - gold[0], proxy_gain=p - path.proxy[0],
                     )
                 )  # fmt: skip
     trends = _trends(proxies, rl_rows, cfg)

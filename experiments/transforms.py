@@ -39,12 +39,10 @@ from absl import app, flags
 from matplotlib.figure import Figure
 
 from experiments import _world
-from rewardjax import lab, parallel, train
+from rewardjax import lab, train
 from rewardjax.data import synthetic
-from rewardjax.evaluate import overoptimization as overopt
 from rewardjax.evaluate.report import markdown_table
 from rewardjax.lab import shaping
-from rewardjax.train.tasks import reward_model
 
 GRID = np.array([1.0, 2.0, 4.0, 6.0, 8.0])  # KLs (nats) of the equal-KL tables
 LABELS = {
@@ -108,7 +106,14 @@ def run(workdir: str, smoke: bool) -> dict:
         law.gold, law.probs, law.gold, shapings=("raw",), betas=betas
     )["raw"]  # the gold reward's own optimum: the most gold any policy reaches at its KL
     if rl_cfg:
-        proxy = _train_proxy(os.path.join(workdir, "rm"), task, law, rl_cfg["rm_steps"])
+        rm_workdir = _world.proxy_reward_model(
+            os.path.join(workdir, "rm"), steps=rl_cfg["rm_steps"]
+        )
+        key = jax.random.PRNGKey(config.seed + 1)  # the world's prompts
+        scored = lab.score_reward_model_run(rm_workdir, task, key, num_prompts=len(law.prompts))
+        if not np.array_equal(scored.law.prompts, law.prompts):
+            raise ValueError("internal: the reward model's prompts differ from the study's")
+        proxy = scored.law.proxy
         out["transformer"] = shaping.shaped_optima(
             proxy, law.probs, law.gold, betas=betas, quantile=cfg["quantile"]
         )
@@ -139,25 +144,6 @@ def _curve_points(curves, *, proxy, family):
         for name, c in curves.items()
         for b, k, g, p in zip(c.beta, c.kl, c.gold, c.proxy)
     ]
-
-
-def _train_proxy(rm_workdir, task, law, steps):
-    """The quickstart's weak transformer proxy (512 pairs, 20 % flipped), scored on every
-    response of `law`'s prompts."""
-    c = _world.world_config("reward_model")
-    c.train.num_steps = c.train.checkpoint_every = steps
-    c.train.batch_size = 64
-    c.optimizer.learning_rate, c.optimizer.warmup_steps = 1e-3, 50
-    train.run(c, rm_workdir)
-    mesh = parallel.mesh_from_config(c.mesh)
-    rules = parallel.logical_rules(c.sharding_rules.to_dict())
-    model, params = reward_model.load_trained(rm_workdir, mesh, rules)
-    scored = overopt.synthetic_response_law(
-        task, model, params, jax.random.PRNGKey(c.seed + 1), num_prompts=len(law.prompts)
-    )
-    if not np.array_equal(scored.prompts, law.prompts):
-        raise ValueError("internal: the reward model's prompts differ from the study's")
-    return scored.proxy if scored.proxy.ndim == 2 else scored.proxy.mean(0)
 
 
 def _rl_runs(workdir, law, proxy, r):

@@ -5,7 +5,8 @@ The synthetic task's gold reward is a sum of bigram rewards, r(y_0, y) = Σ_t R[
 reward in its class: every error of the fitted proxy comes from the data (few pairs, label noise),
 none from the architecture. Fitted by penalised maximum likelihood with Newton's method, it costs
 milliseconds, so a study's `--smoke` run (and the test suite) can train dozens of them; the full
-runs train the transformer reward model with the real trainer instead (`lab.runs`).
+runs train the transformer reward model with the real trainer instead, scored on every response
+by `score_reward_model_run`.
 
     min_w  (1/B) Σ_i softplus(-w·(φ(y_c^i) - φ(y_r^i))) + (λ/2) |w|²
 
@@ -17,10 +18,28 @@ usual source of diversity for a convex model that every seed fits identically).
 
 from __future__ import annotations
 
+import json
+import os
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
 import numpy as np
 from jaxtyping import Float, Int
 
-__all__ = ["bigram_counts", "bootstrap_bigram_ensemble", "fit_bigram_proxy", "score_bigram"]
+from rewardjax import parallel
+from rewardjax.data import synthetic
+from rewardjax.evaluate import overoptimization as overopt
+from rewardjax.train.tasks import reward_model
+
+__all__ = [
+    "ScoredProxy",
+    "bigram_counts",
+    "bootstrap_bigram_ensemble",
+    "fit_bigram_proxy",
+    "score_bigram",
+    "score_reward_model_run",
+]
 
 
 def bigram_counts(
@@ -129,3 +148,55 @@ def score_bigram(
     )  # [P, Y, T]
     nxt = np.broadcast_to(responses, (len(y0), *responses.shape))
     return table[..., prev, nxt].sum(-1)
+
+
+class ScoredProxy(NamedTuple):
+    """A trained reward model, its scores of every enumerated response, and its size."""
+
+    law: overopt.SyntheticResponseLaw  # `proxy` [P, Y] (an ensemble's members averaged)
+    num_params: int  # parameters of the reward model (backbone and head)
+    model: Any  # the `RewardModel` and its parameters, to score other responses
+    params: Any
+
+
+def score_reward_model_run(
+    workdir: str,
+    task: synthetic.MarkovTask,
+    key: jax.Array,
+    *,
+    num_prompts: int,
+    field: str = "rm_workdir",
+) -> ScoredProxy:
+    """Loads the reward model a run saved in `workdir` and scores every response to the
+    `num_prompts` prompts `key` samples (`overoptimization.synthetic_response_law`).
+
+    Args:
+      workdir: a reward-model run of the real trainer (`configs/reward_model.py`) on `task`.
+      task: the world it was trained on.
+      key: PRNG key of the prompts (the same key gives the same prompts as the study's law).
+      num_prompts: P.
+      field: the setting that gave `workdir`, for the errors.
+
+    Returns:
+      ScoredProxy(law with `proxy` [P, Y], parameter count, model, params).
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"{field}={workdir!r}: no config.json; give a reward-model run's workdir.")
+    with open(path, encoding="utf-8") as f:
+        saved = ml_collections.ConfigDict(json.load(f))
+    world = saved.data.synthetic
+    if (world.vocab_size, world.length) != (task.vocab_size, task.length):
+        raise ValueError(
+            f"{field}={workdir!r} was trained on another world (vocab_size, length = "
+            f"{world.vocab_size}, {world.length}; the study's: "
+            f"{task.vocab_size}, {task.length})."
+        )
+    mesh = parallel.mesh_from_config(saved.mesh)
+    rules = parallel.logical_rules(saved.sharding_rules.to_dict())
+    model, params = reward_model.load_trained(workdir, mesh, rules, field=field)
+    law = overopt.synthetic_response_law(task, model, params, key, num_prompts=num_prompts)
+    if law.proxy.ndim == 3:
+        law = law._replace(proxy=law.proxy.mean(0))
+    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    return ScoredProxy(law, count, model, params)

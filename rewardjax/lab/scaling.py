@@ -13,9 +13,9 @@ synthetic world with every response enumerated, best-of-n is the exact law
 sums over its law (`lab.policies`), so both forms are fitted to exact points.
 
 This module holds what such a study composes: both forms fitted to one curve (`fit_gao_forms`),
-a trained reward model's scores of every enumerated response with its parameter count
-(`score_reward_model_run`), the exact point of every saved checkpoint of a policy run
-(`checkpoint_points`), and the trend of a coefficient with model size (`size_trend`).
+and the trend of a coefficient with model size (`size_trend`); a trained reward model's scores of
+every response are `lab.score_reward_model_run`, a policy run's exact points
+`lab.checkpoint_path`.
 
 Paper: Gao, Schulman, Hilton 2022, "Scaling Laws for Reward Model Overoptimization",
 arXiv 2210.10760.
@@ -23,32 +23,15 @@ arXiv 2210.10760.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import NamedTuple
 
-import jax
-import ml_collections
 import numpy as np
 from jaxtyping import Float
 
-from rewardjax import parallel, theory
-from rewardjax.data import synthetic
+from rewardjax import theory
 from rewardjax.evaluate import overoptimization as overopt
-from rewardjax.lab import policies
-from rewardjax.train.checkpoint import Checkpointer
-from rewardjax.train.tasks import reward_model
 
-__all__ = [
-    "CheckpointPoint",
-    "GaoFits",
-    "ScoredProxy",
-    "SizeTrend",
-    "checkpoint_points",
-    "fit_gao_forms",
-    "score_reward_model_run",
-    "size_trend",
-]
+__all__ = ["GaoFits", "SizeTrend", "fit_gao_forms", "size_trend"]
 
 
 class GaoFits(NamedTuple):
@@ -110,84 +93,3 @@ def size_trend(sizes: Float[np.ndarray, " K"], values: Float[np.ndarray, " K"]) 
     xc = x - x.mean()
     slope = float(np.sum(xc * (y - y.mean())) / np.sum(xc**2))
     return SizeTrend(slope, overopt.spearman(x, y))
-
-
-class ScoredProxy(NamedTuple):
-    """A trained reward model's scores of every enumerated response, and its size."""
-
-    law: overopt.SyntheticResponseLaw  # `proxy` [P, Y] (an ensemble's members averaged)
-    num_params: int  # parameters of the reward model (backbone and head)
-
-
-def score_reward_model_run(
-    workdir: str, task: synthetic.MarkovTask, key: jax.Array, *, num_prompts: int
-) -> ScoredProxy:
-    """Loads the reward model a run saved in `workdir` and scores every response to the
-    `num_prompts` prompts `key` samples (`overoptimization.synthetic_response_law`).
-
-    Args:
-      workdir: a reward-model run of the real trainer (`configs/reward_model.py`) on `task`.
-      task: the world it was trained on.
-      key: PRNG key of the prompts (the same key gives the same prompts as the study's law).
-      num_prompts: P.
-
-    Returns:
-      ScoredProxy(law with `proxy` [P, Y], parameter count).
-    """
-    saved = _saved_config(workdir)
-    mesh = parallel.mesh_from_config(saved.mesh)
-    rules = parallel.logical_rules(saved.sharding_rules.to_dict())
-    model, params = reward_model.load_trained(workdir, mesh, rules, field="rm_workdir")
-    law = overopt.synthetic_response_law(task, model, params, key, num_prompts=num_prompts)
-    if law.proxy.ndim == 3:
-        law = law._replace(proxy=law.proxy.mean(0))
-    count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-    return ScoredProxy(law, count)
-
-
-def _saved_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise ValueError(f"{path}: no such file; give the work directory of a reward-model run.")
-    with open(path, encoding="utf-8") as f:
-        return ml_collections.ConfigDict(json.load(f))
-
-
-class CheckpointPoint(NamedTuple):
-    """A saved policy's exact place on the KL-reward plane."""
-
-    step: int
-    point: policies.PolicyPoint
-
-
-def checkpoint_points(
-    workdir: str,
-    law: overopt.SyntheticResponseLaw,
-    *,
-    reference_logprobs: Float[np.ndarray, "P Y"] | None = None,
-    proxy: Float[np.ndarray, "P Y"] | None = None,
-) -> list[CheckpointPoint]:
-    """The exact KL, gold and proxy reward (`lab.policy_point`) of every checkpoint an SFT, DPO
-    or RL run in `workdir` kept, in step order (keep them all with `config.train.max_to_keep`).
-
-    Args:
-      workdir: the policy run.
-      law: the enumerated world (the run's task, the study's prompts).
-      reference_logprobs: log-probabilities of the KL's reference (e.g. the SFT policy an RL
-        run started from and was regularised to), [P, Y]; default the base law.
-      proxy: a proxy reward per response, [P, Y] (default `law.proxy`).
-
-    Returns:
-      One CheckpointPoint per saved step.
-    """
-    model, params, config = policies.load_policy(workdir)
-    checkpoints = Checkpointer(os.path.join(workdir, "checkpoints"))
-    wrap = (lambda p: {"policy": p}) if config.task == "rl" else (lambda p: p)
-    unwrap = (lambda p: p["policy"]) if config.task == "rl" else (lambda p: p)
-    out = []
-    for step in sorted(checkpoints.all_steps()):
-        step_params = unwrap(checkpoints.restore_params(wrap(params), step=step))
-        logp = policies.response_logprobs(model, step_params, law)
-        point = policies.policy_point(logp, law, reference_logprobs=reference_logprobs, proxy=proxy)
-        out.append(CheckpointPoint(int(step), point))
-    return out

@@ -79,3 +79,17 @@ def test_load_policy_refuses_a_reward_model_run(tmp_path):
         policies.load_policy(str(tmp_path))
     with pytest.raises(ValueError, match="no such file"):
         policies.load_policy(str(tmp_path / "missing"))
+
+
+def test_checkpoint_path_has_each_saved_policys_exact_point(sft_run):
+    """The smoke SFT run keeps steps 3 and 6: the path is the reference (step 0, KL 0) and one
+    exact point per kept step, the last the final policy's."""
+    workdir, law = sft_run
+    proxy = np.arange(law.probs.size, dtype=np.float64).reshape(law.probs.shape)
+    path = lab.checkpoint_path(workdir, law, proxy=proxy)
+    assert path.step.tolist() == [0, 3, 6]
+    model, params, _ = policies.load_policy(workdir)
+    final = lab.policy_point(policies.response_logprobs(model, params, law), law, proxy=proxy)
+    np.testing.assert_allclose([path.kl[-1], path.gold[-1], path.proxy[-1]], final, rtol=1e-6)
+    assert abs(path.kl[0]) < 1e-12 and path.kl[1] > 0 and path.kl[1] != path.kl[2]
+    np.testing.assert_allclose(path.gold[0], np.mean(np.sum(law.probs * law.gold, -1)))

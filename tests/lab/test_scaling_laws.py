@@ -17,16 +17,11 @@ larger and better-trained reward models reach more gold reward before overoptimi
 
 import os
 
-import jax
 import numpy as np
 import pytest
 
 from experiments import scaling_laws
-from rewardjax import lab, train
-from rewardjax.evaluate import overoptimization as overopt
 from rewardjax.lab import scaling
-from rewardjax.train import data as train_data
-from rewardjax.train import defaults
 
 
 def test_fit_gao_forms_matches_numpy_least_squares():
@@ -91,24 +86,3 @@ def test_smoke_larger_proxies_and_more_data_peak_higher(smoke_run):
         assert os.path.getsize(workdir / name) > 0, name
     report = (workdir / "report.md").read_text()
     assert "| L1d16 | " in report and "## Trends" in report
-
-
-def test_checkpoint_points_are_each_saved_policys_point(tmp_path):
-    """An SFT smoke run saving steps 3 and 6: one point per step; the last is the final policy's
-    exact point (`lab.policy_point`, tested against per-token NumPy in test_policies.py)."""
-    c = defaults.base_config("sft")
-    defaults.smoke_overrides(c)  # 6 steps, a checkpoint every 3
-    s = c.data.synthetic
-    s.vocab_size, s.length, s.prompt_length = 3, 2, 2
-    c.model.vocab_size = 4
-    train.run(c, str(tmp_path))
-    law = overopt.synthetic_response_law(
-        train_data.markov_task(s), None, None, jax.random.PRNGKey(3), num_prompts=2
-    )
-    proxy = np.arange(law.probs.size, dtype=np.float64).reshape(law.probs.shape)
-    points = scaling.checkpoint_points(str(tmp_path), law, proxy=proxy)
-    assert [p.step for p in points] == [3, 6]
-    model, params, _ = lab.load_policy(str(tmp_path))
-    final = lab.policy_point(lab.response_logprobs(model, params, law), law, proxy=proxy)
-    np.testing.assert_allclose(points[-1].point, final, rtol=1e-6)
-    assert points[0].point.kl != points[1].point.kl and min(p.point.kl for p in points) > 0
