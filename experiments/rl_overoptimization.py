@@ -25,11 +25,9 @@ Rerunning with the same --workdir resumes (finished stages are not trained again
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -37,14 +35,10 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
+from experiments import _world
 from rewardjax import evaluate, theory, train
 from rewardjax.data import synthetic
 from rewardjax.evaluate import overoptimization as oo
-
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the runs, points and report.")
-_SMOKE = flags.DEFINE_bool("smoke", False, "The small variant the test suite runs (~1-2 min).")
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # The sizes of each variant. The world is the configs' default synthetic task (V=8, T=8, P=4).
 SETTINGS = {
@@ -63,14 +57,6 @@ SETTINGS = {
 }  # fmt: skip
 
 
-def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    """`configs/<name>.py`'s get_config(arg)."""
-    spec = importlib.util.spec_from_file_location(f"configs.{name}", CONFIGS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def _small(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The smoke model (1 layer, width 32) and quiet logging, for every stage."""
     train.smoke_overrides(c)
@@ -86,7 +72,7 @@ def stage_configs(workdir: str, *, smoke: bool) -> dict[str, ml_collections.Conf
     s = SETTINGS["smoke" if smoke else "full"]
     join = lambda name: os.path.join(workdir, name)
     out = {}
-    c = _small(load_config("sft"))
+    c = _small(_world.load_config("sft"))
     c.data.synthetic.beta = 0.0  # coin-flip labels: the chosen responses are base-chain samples
     c.data.synthetic.num_train_pairs = s["sft_pairs"]
     c.train.num_steps = c.train.checkpoint_every = s["sft_steps"]
@@ -95,7 +81,7 @@ def stage_configs(workdir: str, *, smoke: bool) -> dict[str, ml_collections.Conf
     out["sft"] = c
     proxies = [f"{n}_seed{seed}" for n in s["rm_pairs"] for seed in s["rm_seeds"]]
     for n, seed in ((n, seed) for n in s["rm_pairs"] for seed in s["rm_seeds"]):
-        c = _small(load_config("reward_model"))
+        c = _small(_world.load_config("reward_model"))
         c.seed = seed  # initialisation and batch order; the pairs are the task's first n
         c.init_from = join("sft")
         c.data.synthetic.num_train_pairs = n
@@ -107,7 +93,7 @@ def stage_configs(workdir: str, *, smoke: bool) -> dict[str, ml_collections.Conf
             c.eval.enabled, c.data.synthetic.num_eval_pairs, c.eval.batch_size = True, 512, 256
         out[f"proxy_rm{n}_seed{seed}"] = c
     for name in ["rl_gold", *(f"rl_proxy{p}" for p in proxies)]:
-        c = _small(load_config("rl", "rloo"))
+        c = _small(_world.load_config("rl", "rloo"))
         c.init_from = join("sft")
         c.data.synthetic.num_train_pairs = s["sft_pairs"]  # the prompts
         c.train.batch_size, c.rl.num_samples = 16, 8
@@ -242,4 +228,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not at import: the lab studies import this module's stages.
+    _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the runs, points and report.")
+    _SMOKE = flags.DEFINE_bool("smoke", False, "The small variant the test suite runs (~1-2 min).")
     app.run(main)
