@@ -227,8 +227,8 @@ def dpo_stage_configs(cfg: dict, sft_workdir: str) -> dict:
     return out
 
 
-def _bon_gold_at(config, workdir, task, ref, kls, max_log2_n):
-    """Exact best-of-n by the reward model in `workdir` on the law `ref`: gold at `kls`."""
+def _bon_curve(config, workdir, task, ref, max_log2_n):
+    """Exact best-of-n by the reward model in `workdir` on the law `ref`: (KL [K], gold [K])."""
     mesh = parallel.mesh_from_config(config.mesh)
     rules = parallel.logical_rules(config.sharding_rules.to_dict())
     model, params = reward_model.load_trained(workdir, mesh, rules)
@@ -238,7 +238,7 @@ def _bon_gold_at(config, workdir, task, ref, kls, max_log2_n):
     ).proxy
     ns = 2.0 ** np.arange(max_log2_n + 1)
     study = overopt.exact_bon_study(ref, ns, np.array([1.0]), proxy=proxy, proxy_optimum=False)
-    return lab.at_kl(study.bon.kl, study.bon.gold_reward, np.asarray(kls))
+    return study.bon.kl, study.bon.gold_reward
 
 
 def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> list[dict]:
@@ -262,7 +262,7 @@ def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> lis
         top = min(float(paths[n].kl.max()) for n in names if flip_of[n] == flip)
         grids[flip] = np.floor(np.linspace(0, top, 4)[1:] * 1000) / 1000  # inside every path
     sft_gold = float(np.mean(np.sum(ref.probs * ref.gold, -1)))
-    rows = []
+    rows, bon_curves = [], {}  # reward model -> its best-of-n (KL, gold) curve
     for name in names:
         c, p = configs[name], paths[name]
         flip = float(c.data.synthetic.flip_rate)
@@ -279,11 +279,11 @@ def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> lis
         )
         if cfg["bon_rm_steps"]:
             rm = f"rm_flip{flip:g}"
-            row["bon_gold_at_kl"] = float(
-                _bon_gold_at(
-                    configs[rm], os.path.join(workdir, rm), task, ref, [p.kl[-1]], cfg["max_log2_n"]
-                )[0]
-            )
+            if rm not in bon_curves:
+                bon_curves[rm] = _bon_curve(
+                    configs[rm], os.path.join(workdir, rm), task, ref, cfg["max_log2_n"]
+                )
+            row["bon_gold_at_kl"] = float(lab.at_kl(*bon_curves[rm], np.array([p.kl[-1]]))[0])
         rows.append(row)
     os.makedirs(workdir, exist_ok=True)
     _plot_dpo(paths, configs, sft_gold, os.path.join(workdir, "label_noise_dpo.png"))
