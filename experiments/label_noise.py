@@ -31,12 +31,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from experiments import _world
-from rewardjax import evaluate, lab, parallel, train
+from rewardjax import evaluate, lab, train
 from rewardjax.data import synthetic
 from rewardjax.evaluate import overoptimization as overopt
 from rewardjax.evaluate.report import markdown_table
 from rewardjax.lab import runs
-from rewardjax.train.tasks import reward_model
 
 LOSSES = ("dpo", "cdpo", "robust_dpo")
 
@@ -227,15 +226,10 @@ def dpo_stage_configs(cfg: dict, sft_workdir: str) -> dict:
     return out
 
 
-def _bon_curve(config, workdir, task, ref, max_log2_n):
+def _bon_curve(workdir, task, ref, max_log2_n):
     """Exact best-of-n by the reward model in `workdir` on the law `ref`: (KL [K], gold [K])."""
-    mesh = parallel.mesh_from_config(config.mesh)
-    rules = parallel.logical_rules(config.sharding_rules.to_dict())
-    model, params = reward_model.load_trained(workdir, mesh, rules)
     key = jax.random.PRNGKey(_world.quickstart_config().seed + 1)  # the world's prompts
-    proxy = overopt.synthetic_response_law(
-        task, model, params, key, num_prompts=len(ref.prompts)
-    ).proxy
+    proxy = lab.score_reward_model_run(workdir, task, key, num_prompts=len(ref.prompts)).law.proxy
     ns = 2.0 ** np.arange(max_log2_n + 1)
     study = overopt.exact_bon_study(ref, ns, np.array([1.0]), proxy=proxy, proxy_optimum=False)
     return study.bon.kl, study.bon.gold_reward
@@ -280,9 +274,7 @@ def run_dpo(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> lis
         if cfg["bon_rm_steps"]:
             rm = f"rm_flip{flip:g}"
             if rm not in bon_curves:
-                bon_curves[rm] = _bon_curve(
-                    configs[rm], os.path.join(workdir, rm), task, ref, cfg["max_log2_n"]
-                )
+                bon_curves[rm] = _bon_curve(os.path.join(workdir, rm), task, ref, cfg["max_log2_n"])
             row["bon_gold_at_kl"] = float(lab.at_kl(*bon_curves[rm], np.array([p.kl[-1]]))[0])
         rows.append(row)
     os.makedirs(workdir, exist_ok=True)
