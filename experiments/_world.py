@@ -5,6 +5,7 @@
   small model, for runs of the real trainer (`train.run`, which resumes a finished stage).
 - `proxy_reward_model`: the quickstart's weak transformer proxy (its 512 pairs, 20 % flipped)
   trained with the lab's small model; `lab.score_reward_model_run` scores it on every response.
+- `cache_compilations`: a study's entry point caches XLA compilations in `<workdir>/jax_cache`.
 - `sft_reference`: the SFT policy of the world's base chain, the reference DPO and RL runs start
   from and are regularised to, and the law `law` with its exact probabilities in place of the base
   chain's (so the exact optimum, best-of-n and every trained policy share one reference).
@@ -34,6 +35,14 @@ def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
+
+
+def cache_compilations(workdir: str) -> None:
+    """Persistent XLA cache in `<workdir>/jax_cache` (unless one is set, e.g. by
+    JAX_COMPILATION_CACHE_DIR): a study's trainer stages compile the same programs again."""
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def quickstart_config(arg: str | None = None) -> ml_collections.ConfigDict:

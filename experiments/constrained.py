@@ -266,9 +266,7 @@ def _plot(exact, ranges, curves, finals, theta, path):
 def main(argv):
     del argv
     workdir = _WORKDIR.value
-    if not jax.config.jax_compilation_cache_dir:  # the two RL runs compile the same programs
-        jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    _world.cache_compilations(workdir)
     summary = run(workdir, _SMOKE.value)
     print(json.dumps(summary, indent=1))
     print(f"Report: {os.path.join(workdir, 'report.md')}")

@@ -33,12 +33,10 @@ from absl import app, flags
 from matplotlib.figure import Figure
 
 from experiments import _world
-from rewardjax import lab, parallel, train
+from rewardjax import lab, train
 from rewardjax.data import synthetic
-from rewardjax.evaluate import overoptimization as overopt
 from rewardjax.evaluate.report import markdown_table
 from rewardjax.lab import runs
-from rewardjax.train.tasks import reward_model
 
 GRID = np.array([1.0, 2.0, 4.0, 6.0, 8.0])  # KLs (nats) where single and ensemble are compared
 NAMES = ("single", "mean", "min", "uwo")
@@ -175,15 +173,14 @@ def rl_stage_configs(workdir: str, cfg: dict, sft_workdir: str) -> dict:
     return out
 
 
-def _score(config, workdir, task, law):
+def _score(workdir, task, law):
     """Every enumerated response scored by the reward model in `workdir`: [P, Y] or [E, P, Y]."""
-    mesh = parallel.mesh_from_config(config.mesh)
-    rules = parallel.logical_rules(config.sharding_rules.to_dict())
-    model, params = reward_model.load_trained(workdir, mesh, rules)
     key = jax.random.PRNGKey(_world.quickstart_config().seed + 1)  # the world's prompts
-    scored = overopt.synthetic_response_law(task, model, params, key, num_prompts=len(law.prompts))
-    assert np.array_equal(scored.prompts, law.prompts)
-    return scored.proxy
+    scored = lab.score_reward_model_run(
+        workdir, task, key, num_prompts=len(law.prompts), members=True
+    )
+    assert np.array_equal(scored.law.prompts, law.prompts)
+    return scored.law.proxy
 
 
 def run_rl(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> dict:
@@ -198,8 +195,8 @@ def run_rl(workdir: str, smoke: bool, *, sft_workdir: str | None = None) -> dict
     configs = rl_stage_configs(workdir, cfg, sft_workdir)
     for name, c in configs.items():
         train.run(c, os.path.join(workdir, name))
-    members = _score(configs["rm_ensemble"], os.path.join(workdir, "rm_ensemble"), task, ref)
-    single = _score(configs["rm_scalar"], os.path.join(workdir, "rm_scalar"), task, ref)
+    members = _score(os.path.join(workdir, "rm_ensemble"), task, ref)
+    single = _score(os.path.join(workdir, "rm_scalar"), task, ref)
     aggregates = lab.aggregate_members(members, uwo_coef=cfg["uwo_coef"])
     own = {"single": single, "mean": aggregates["mean"], "worst_case": aggregates["min"]}
     own["uwo"] = aggregates["uwo"]
@@ -336,9 +333,7 @@ def _plot(studies, path):
 def main(argv):
     del argv
     workdir = _WORKDIR.value
-    # Entry point: the RL runs compile the same policy and sampler; cache the compilations.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    _world.cache_compilations(workdir)
     gold = run(workdir, _SMOKE.value)
     for name, g in gold.items():
         print(f"best-of-n {name}: " + " ".join(f"{x:.3f}" for x in np.mean(g, 0)))

@@ -107,7 +107,7 @@ def run(workdir: str, smoke: bool, rm_workdir: str | None = None) -> dict:
     studies = {k: overopt.exact_bon_study(law, ns, betas, proxy=p) for k, p in proxies.items()}
     base = float(np.mean(np.sum(law.probs * law.gold, -1)))  # the reference's gold reward
     first = next(iter(studies.values()))
-    gold_curves = lab.frontier_curves(first, law)
+    gold_curves = lab.frontier_curves(first)
     optimum, bon_gold = gold_curves["optimum of gold"], gold_curves["BoN by gold"]
     fractions = {"BoN by gold (gold)": lab.gain_fraction(bon_gold, optimum, GRID, base=base)}
     points, rows = [], []
@@ -336,9 +336,7 @@ def _plot(gold_curves, studies, soft, trained_rows, path):
 def main(argv):
     del argv
     workdir = _WORKDIR.value
-    # Entry point: the trainer stages share compilations; cache them.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    _world.cache_compilations(workdir)
     fractions = run(workdir, _SMOKE.value, _RM_WORKDIR.value)
     for name, f in fractions.items():
         print(f"{name}: " + " ".join(f"{x:.3f}" for x in f))

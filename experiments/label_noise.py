@@ -351,9 +351,7 @@ def _plot_dpo(paths, configs, sft_gold, path):
 def main(argv):
     del argv
     workdir = _WORKDIR.value
-    # Entry point: the DPO runs compile the same policy; cache the compilations.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    _world.cache_compilations(workdir)
     rows = run(workdir, _SMOKE.value)
     print(f"{len(rows)} proxies. Report: {os.path.join(workdir, 'report.md')}")
     for r in run_dpo(os.path.join(workdir, "dpo"), _SMOKE.value, sft_workdir=_SFT.value):

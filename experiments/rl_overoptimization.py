@@ -30,7 +30,6 @@ import os
 import time
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
@@ -213,9 +212,7 @@ def main(argv):
     workdir = _WORKDIR.value
     if not workdir:
         raise app.UsageError("--workdir is required, e.g. --workdir=runs/overopt.")
-    # Entry point: the stages compile the same policy and sampler; cache the compilations.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    _world.cache_compilations(workdir)
     summary = run(workdir, smoke=_SMOKE.value)
     for name, v in summary.items():
         p = v["peak"]

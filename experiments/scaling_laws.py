@@ -352,9 +352,7 @@ def _plot(proxies, rl_rows, points, cfg, path):
 def main(argv):
     del argv
     workdir = _WORKDIR.value
-    # Entry point: the stages compile the same programs again; cache the compilations.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    _world.cache_compilations(workdir)
     out = run(workdir, _SMOKE.value)
     for k, t in out["trends"].items():
         print(f"{k}: slope {t.slope:+.3f} per doubling, Spearman {t.spearman:+.2f}")

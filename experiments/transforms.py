@@ -262,9 +262,7 @@ def _plot(out, gold_curve, path):
 def main(argv):
     del argv
     workdir = _WORKDIR.value
-    # Entry point: the RL stages compile the same policy and sampler; cache the compilations.
-    jax.config.update("jax_compilation_cache_dir", os.path.join(workdir, "jax_cache"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    _world.cache_compilations(workdir)
     run(workdir, _SMOKE.value)
     print(f"Report: {os.path.join(workdir, 'report.md')}")
 

@@ -185,6 +185,7 @@ class BonGoldCurves(NamedTuple):
     proxy_reward: Array  # proxy reward of the proxy's best-of-n (what the optimiser sees)
     gold_reward: Array  # gold reward of the proxy's best-of-n (what it actually gets)
     gold_best: Array  # gold reward of best-of-n by the gold reward itself (the ceiling)
+    kl_best: Array  # KL(π_n^gold ‖ π) of best-of-n by the gold reward (where gold_best lies)
 
 
 def _move_n_last(x: Array) -> Array:
@@ -202,7 +203,9 @@ def exact_bon_gold_curves(
 
     With π_n^r the exact law of best-of-n by reward r (ties uniform, `bon.bon_distribution`):
     proxy_reward = Σ_y π_n^proxy(y) proxy(y), gold_reward = Σ_y π_n^proxy(y) gold(y),
-    gold_best = Σ_y π_n^gold(y) gold(y), kl = KL(π_n^proxy ‖ π) (`bon.bon_kl`). One vectorised
+    gold_best = Σ_y π_n^gold(y) gold(y), kl = KL(π_n^proxy ‖ π) and kl_best = KL(π_n^gold ‖ π)
+    (`bon.bon_kl`: on a discrete law they differ, each reward's ties and best atom set its own
+    KL). One vectorised
     call for all n and all problems (e.g. prompts) in the batch.
 
     Reference: Beirami et al. 2024, arXiv 2401.01879; Gao et al. 2022, arXiv 2210.10760.
@@ -228,6 +231,7 @@ def exact_bon_gold_curves(
         _move_n_last(jnp.sum(law * as_float(proxy), axis=-1)),
         _move_n_last(jnp.sum(law * gold, axis=-1)),
         _move_n_last(jnp.sum(gold_law * gold, axis=-1)),
+        _move_n_last(bon.bon_kl(probs, gold, n_col)),
     )
 
 
@@ -267,4 +271,5 @@ def empirical_bon_gold_curves(
         proxy_curves.reward,
         bon.empirical_bon_curves(proxy, ns, values=gold).reward,
         bon.empirical_bon_curves(gold, ns).reward,
+        proxy_curves.kl,  # log n - (n-1)/n: the tie-free KL, the same for any reward
     )

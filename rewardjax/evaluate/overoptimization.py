@@ -512,7 +512,7 @@ def plot_exact_bon_study(
         alpha=0.6,
         label="exact optimum of gold (frontier)",
     )
-    ax.plot(kl, b.gold_best, "^--", color="C2", ms=3, label="gold: BoN by gold")
+    ax.plot(b.kl_best, b.gold_best, "^--", color="C2", ms=3, label="gold: BoN by gold")
     ax.plot(kl, b.proxy_reward, "s--", color="C1", ms=3, label="proxy: BoN by proxy")
     ax.plot(kl, b.gold_reward, "o-", color="C0", ms=4, label="gold: BoN by proxy")
     if fit is not None:

@@ -107,7 +107,12 @@ def plot_bon_curves(
     kl = np.asarray(curves.kl)
     ax.plot(kl, np.asarray(curves.proxy_reward), "o-", label="proxy reward (BoN by proxy)")
     ax.plot(kl, np.asarray(curves.gold_reward), "s-", label="gold reward (BoN by proxy)")
-    ax.plot(kl, np.asarray(curves.gold_best), "^--", label="gold reward (BoN by gold)")
+    ax.plot(
+        np.asarray(curves.kl_best),
+        np.asarray(curves.gold_best),
+        "^--",
+        label="gold reward (BoN by gold)",
+    )
     if fit is not None:
         grid = np.linspace(0.0, kl.max(), 100)
         start = np.asarray(curves.gold_reward)[np.argmin(np.asarray(curves.n))]

@@ -281,5 +281,6 @@ def synthetic_bon_curves(
     return gold_lib.BonGoldCurves(
         np.asarray(curves.n),
         np.asarray(curves.kl),
-        *(np.asarray(x).mean(0) for x in curves[2:]),
+        *(np.asarray(x).mean(0) for x in curves[2:5]),
+        np.asarray(curves.kl_best),
     )

@@ -45,14 +45,12 @@ class Curve(NamedTuple):
     proxy: Float[np.ndarray, " M"]  # the proxy reward (NaN where it is not defined)
 
 
-def frontier_curves(
-    study: overopt.ExactBonStudy, law: overopt.SyntheticResponseLaw | None = None
-) -> dict[str, Curve]:
+def frontier_curves(study: overopt.ExactBonStudy) -> dict[str, Curve]:
     """The curves of an exact study, by name.
 
     "optimum of gold": q_β ∝ π_0 e^{gold/β}; "optimum of proxy" (ideal RL on the proxy):
-    q_β ∝ π_0 e^{proxy/β}; "BoN by proxy"; with `law` (the study's world, π_0 = `law.probs`) also
-    "BoN by gold", at its own KL: KL(π_n^gold ‖ π_0) = `bon.bon_kl(π_0, gold, n)`, not the
+    q_β ∝ π_0 e^{proxy/β}; "BoN by proxy"; "BoN by gold", at its own KL
+    (`study.bon.kl_best` = KL(π_n^gold ‖ π_0)), not the
     proxy's best-of-n KL `study.bon.kl` (on a discrete law the two differ: at large n each tends
     to -log π_0 of its reward's best response). Gold and proxy reward are prompt means.
     """
@@ -63,11 +61,7 @@ def frontier_curves(
         "optimum of proxy": Curve(study.proxy_opt_kl, study.proxy_opt_gold, study.proxy_opt_proxy),
         "BoN by proxy": Curve(b.kl, b.gold_reward, b.proxy_reward),
     }
-    if law is not None:
-        n = jnp.asarray(b.n, jnp.float32)[:, None]
-        probs, gold = jnp.asarray(law.probs, jnp.float32), jnp.asarray(law.gold, jnp.float32)
-        kl = np.asarray(bon.bon_kl(probs, gold, n), np.float64).mean(-1)
-        out["BoN by gold"] = Curve(kl, b.gold_best, np.full_like(kl, np.nan))
+    out["BoN by gold"] = Curve(b.kl_best, b.gold_best, np.full_like(b.kl_best, np.nan))
     return out
 
 

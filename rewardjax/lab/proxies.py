@@ -153,7 +153,8 @@ def score_bigram(
 class ScoredProxy(NamedTuple):
     """A trained reward model, its scores of every enumerated response, and its size."""
 
-    law: overopt.SyntheticResponseLaw  # `proxy` [P, Y] (an ensemble's members averaged)
+    law: overopt.SyntheticResponseLaw  # `proxy` [P, Y] (an ensemble's members averaged) or
+    # [E, P, Y] (its members, `members=True`)
     num_params: int  # parameters of the reward model (backbone and head)
     model: Any  # the `RewardModel` and its parameters, to score other responses
     params: Any
@@ -166,6 +167,7 @@ def score_reward_model_run(
     *,
     num_prompts: int,
     field: str = "rm_workdir",
+    members: bool = False,
 ) -> ScoredProxy:
     """Loads the reward model a run saved in `workdir` and scores every response to the
     `num_prompts` prompts `key` samples (`overoptimization.synthetic_response_law`).
@@ -176,6 +178,7 @@ def score_reward_model_run(
       key: PRNG key of the prompts (the same key gives the same prompts as the study's law).
       num_prompts: P.
       field: the setting that gave `workdir`, for the errors.
+      members: keep an ensemble head's E members ([E, P, Y]) instead of their mean.
 
     Returns:
       ScoredProxy(law with `proxy` [P, Y], parameter count, model, params).
@@ -196,7 +199,7 @@ def score_reward_model_run(
     rules = parallel.logical_rules(saved.sharding_rules.to_dict())
     model, params = reward_model.load_trained(workdir, mesh, rules, field=field)
     law = overopt.synthetic_response_law(task, model, params, key, num_prompts=num_prompts)
-    if law.proxy.ndim == 3:
+    if law.proxy.ndim == 3 and not members:
         law = law._replace(proxy=law.proxy.mean(0))
     count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
     return ScoredProxy(law, count, model, params)

@@ -97,13 +97,16 @@ def test_exact_bon_gold_curves_match_enumeration_over_tuples():
     for b in range(2):
         for k, n in enumerate(ns):
             g, law = _enumerate_bon(probs[b], proxy[b], gold[b], n)
-            best, _ = _enumerate_bon(probs[b], gold[b], gold[b], n)
-            pos = law > 0
-            kl = np.sum(law[pos] * np.log(law[pos] / probs[b][pos]))
+            best, best_law = _enumerate_bon(probs[b], gold[b], gold[b], n)
+            kl_of = lambda q, p=probs[b]: np.sum(q[q > 0] * np.log(q[q > 0] / p[q > 0]))
+            kl = kl_of(law)
             np.testing.assert_allclose(out.gold_reward[b, k], g, rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(out.proxy_reward[b, k], law @ proxy[b], rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(out.gold_best[b, k], best, rtol=1e-4, atol=1e-6)
             np.testing.assert_allclose(out.kl[b, k], kl, rtol=1e-4, atol=1e-6)
+            # Best-of-n by gold at its own KL: the proxy's ties make the two KLs differ.
+            np.testing.assert_allclose(out.kl_best[b, k], kl_of(best_law), rtol=1e-4, atol=1e-6)
+    assert np.abs(out.kl_best - out.kl).max() > 0.01
     # Best-of-n sees only the proxy's order: rescaling it to ±1e4 changes nothing.
     scaled = jax.jit(evaluate.exact_bon_gold_curves)(probs, 1e4 * proxy, 1e4 * gold, ns)
     np.testing.assert_allclose(scaled.gold_reward, 1e4 * out.gold_reward, rtol=1e-4)
@@ -138,6 +141,7 @@ def test_empirical_bon_gold_curves_match_subset_enumeration():
     scaled = fn(1e4 * proxy - 3.0, gold)  # same order, extreme values
     np.testing.assert_allclose(scaled.gold_reward, out.gold_reward, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out.kl, bon.bon_kl_bound(np.array(ns, np.float32)), rtol=1e-6)
+    np.testing.assert_allclose(out.kl_best, out.kl)  # sampled: the tie-free KL for both
 
 
 def test_empirical_bon_gold_curves_large_m():

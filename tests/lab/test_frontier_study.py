@@ -187,7 +187,7 @@ def test_frontier_curves_bon_by_gold_at_its_own_kl():
     law = law._replace(gold=gold, proxy=proxy)
     ns = np.array([1.0, 2.0, 6.0])
     study = overopt.exact_bon_study(law, ns, np.array([0.5, 1.0]), proxy_optimum=False)
-    curves = lab_frontier.frontier_curves(study, law)
+    curves = lab_frontier.frontier_curves(study)
     brute = lambda r: np.array([[_brute_bon(probs[x], r[x], int(n)) for x in range(2)] for n in ns])
     mean_kl = lambda laws: [np.mean([_kl(q, p) for q, p in zip(laws[k], probs)]) for k in range(3)]
     laws = brute(gold)
@@ -197,4 +197,3 @@ def test_frontier_curves_bon_by_gold_at_its_own_kl():
     )
     np.testing.assert_allclose(curves["BoN by proxy"].kl, mean_kl(brute(proxy)), atol=1e-5)
     assert abs(mean_kl(laws)[-1] - mean_kl(brute(proxy))[-1]) > 0.1  # they differ here
-    assert "BoN by gold" not in lab_frontier.frontier_curves(study)

@@ -80,7 +80,15 @@ def test_exact_study_against_enumeration(small):
 def test_bon_gold_peak_and_at_kl():
     curves = evaluate.BonGoldCurves(
         *map(
-            np.array, ([1, 2, 4, 8], [0, 1, 2, 3], [0, 1, 2, 3], [0.0, 2.0, 1.5, 0.5], [0, 2, 3, 4])
+            np.array,
+            (
+                [1, 2, 4, 8],
+                [0, 1, 2, 3],
+                [0, 1, 2, 3],
+                [0.0, 2.0, 1.5, 0.5],
+                [0, 2, 3, 4],
+                [0, 1, 2, 3],
+            ),
         )
     )
     peak = overopt.bon_gold_peak(curves)
