@@ -278,9 +278,10 @@ def synthetic_bon_curves(
     curves = gold_lib.empirical_bon_gold_curves(
         proxy.reshape(num_prompts, num_samples), gold.reshape(num_prompts, num_samples), ns
     )
-    return gold_lib.BonGoldCurves(
-        np.asarray(curves.n),
-        np.asarray(curves.kl),
-        *(np.asarray(x).mean(0) for x in curves[2:5]),
-        np.asarray(curves.kl_best),
+    rewards = ("proxy_reward", "gold_reward", "gold_best")  # [P, K]: means over the prompts
+    return curves._replace(
+        n=np.asarray(curves.n),
+        kl=np.asarray(curves.kl),
+        kl_best=np.asarray(curves.kl_best),
+        **{k: np.asarray(getattr(curves, k)).mean(0) for k in rewards},
     )

@@ -36,7 +36,8 @@ def test_write_report_contains_numbers_and_plots(tmp_path):
     bon = evaluate.empirical_bon_gold_curves(
         rng.normal(size=(3, 16)), rng.normal(size=(3, 16)), [1, 4, 16]
     )
-    bon = bon._replace(**{k: np.asarray(getattr(bon, k)).mean(0) for k in bon._fields[2:]})
+    rewards = ("proxy_reward", "gold_reward", "gold_best")  # [3, K]: means over the prompts
+    bon = bon._replace(**{k: np.asarray(getattr(bon, k)).mean(0) for k in rewards})
     path = evaluate.write_report(
         tmp_path / "out", pairs=pairs, bon=bon, title="Quick", notes={"steps": 100}
     )

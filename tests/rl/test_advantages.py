@@ -453,7 +453,6 @@ def test_errors_name_the_problem():
 
 
 _scores = hnp.arrays(np.float32, (B,), elements=st.floats(-50, 50, width=32))
-_shifts = hnp.arrays(np.float32, (P,), elements=st.floats(-50, 50, width=32))
 
 
 def _at_last_token(scores):
@@ -462,8 +461,15 @@ def _at_last_token(scores):
     return rewards
 
 
+def _on_grid(size):
+    """Multiples of 1/64 in [-50, 50]: a score plus a shift is then exact in float32, so the
+    invariance holds in the arithmetic (a spread of 1e-7 around 0 vanishes when 1.0 is added)."""
+    ints = hnp.arrays(np.int32, (size,), elements=st.integers(-3200, 3200))
+    return ints.map(lambda v: v.astype(np.float32) / 64)
+
+
 @HYPOTHESIS
-@given(scores=_scores, shifts=_shifts, scale=st.sampled_from(["group", "none"]))
+@given(scores=_on_grid(B), shifts=_on_grid(P), scale=st.sampled_from(["group", "none"]))
 def test_grpo_invariant_to_a_constant_per_group(scores, shifts, scale):
     mask = np.ones((B, T), bool)
     base = _jit("grpo")(_at_last_token(scores), mask, group_size=N, scale=scale, ddof=1)
